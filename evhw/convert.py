@@ -1,0 +1,354 @@
+"""Float graph -> quantized EvNet (:class:`evhw.qnet.QNet`): post-training quantization + EvNet placement.
+
+Steps: fold BatchNorm into the preceding conv/linear; cut the graph into accumulator segments
+(a linear op followed by the value-domain ops it alone feeds); calibrate activation scales on
+sample frames; quantize weights per output channel with the input scales folded in; derive
+requantization multipliers and the accumulator width that provably cannot overflow.
+See docs/semantics.md for every rounding and width decision.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import AccumulatorWidthError, ConfigError, QuantizationError, UnsupportedOpError
+from .floatmodel import run_float
+from .ir import VALUE_OPS, Graph, pads4, pair
+from .qnet import QLayer, QNet, QTensor, QView, Term
+
+LINEAR_OPS = ("conv", "linear", "avgpool", "globalavgpool", "add")
+VIEW_OPS = ("flatten", "concat", "upsample")
+MULT_BITS = 15          # requant multiplier M in [2**14, 2**15)
+ADD_FRAC_BITS = 10      # add: operand multipliers are integers with 10 fractional bits of precision
+LEAKY_SHIFT = 7         # LeakyReLU slope = num / 2**7 (0.1 -> 13/128)
+MAX_ACC_BITS = 48       # (a + bias) * M must fit int64; float64 kernels need < 2**53
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    """Fold every BatchNorm into the conv/linear that feeds it. Records |gamma| as ``bn_gamma``."""
+    g = graph.copy()
+    for bn in [n for n in g.nodes if n.op == "batchnorm"]:
+        prod = g.node(bn.inputs[0])
+        if prod.op not in ("conv", "linear") or len(g.consumers(prod.name)) != 1 or prod.name == g.output:
+            raise UnsupportedOpError(
+                f"BatchNorm at {bn.where()} follows {prod.op!r} node {prod.name!r}; evhw folds BatchNorm "
+                f"only into a conv or linear layer that feeds nothing else")
+        p = bn.params
+        scale = p["gamma"] / np.sqrt(p["var"] + bn.attrs.get("eps", 1e-5))
+        w = prod.params["weight"]
+        prod.params["weight"] = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        b = prod.params.get("bias", np.zeros(w.shape[0]))
+        prod.params["bias"] = (b - p["mean"]) * scale + p["beta"]
+        prod.attrs["bn_gamma"] = np.abs(p["gamma"]).tolist()
+        for c in g.consumers(bn.name):
+            c.inputs = [prod.name if i == bn.name else i for i in c.inputs]
+        if g.output == bn.name:
+            g.output = prod.name
+        g.nodes.remove(bn)
+        del g.by_name[bn.name]
+    return g.infer_shapes()
+
+
+def reference_graph(graph: Graph, q: QNet) -> Graph:
+    """The float graph as the converter saw it (normalization set, BatchNorm folded): every
+    ``QLayer.float_node`` names a node of it, for per-layer float comparisons."""
+    g = graph.copy()
+    g.input_mean, g.input_std = q.input_mean, q.input_std
+    return fold_batchnorm(g.infer_shapes())
+
+
+def _segments(g: Graph):
+    """Plan: list of ('layer', head, [absorbed value nodes]) / ('view', node) in topological order."""
+    plan, absorbed = [], set()
+    for n in g.nodes:
+        if n.op == "input" or n.name in absorbed:
+            continue
+        if n.op in VIEW_OPS:
+            plan.append(("view", n, []))
+            continue
+        if n.op not in LINEAR_OPS + VALUE_OPS:
+            raise UnsupportedOpError(f"unsupported op {n.op!r} at {n.where()}")
+        chain, cur = ([n] if n.op in VALUE_OPS else []), n
+        while cur.name != g.output:
+            cons = g.consumers(cur.name)
+            if len(cons) != 1 or cons[0].op not in VALUE_OPS:
+                break
+            cur = cons[0]
+            chain.append(cur)
+            absorbed.add(cur.name)
+        plan.append(("layer", n, chain))
+    return plan
+
+
+def _qrange(bits, signed):
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def requant_params(ratio):
+    """Integer (M, S) with M / 2**S ~= ratio, M in [2**14, 2**15). Rounding: see requantize()."""
+    ratio = np.asarray(ratio, dtype=np.float64)
+    if np.any(ratio <= 0) or np.any(~np.isfinite(ratio)):
+        raise QuantizationError(f"requantization ratio must be positive and finite, not {ratio!r}")
+    e = np.floor(np.log2(ratio)).astype(np.int64)
+    shift = (MULT_BITS - 1) - e
+    mult = np.rint(ratio * np.exp2(shift.astype(np.float64))).astype(np.int64)
+    over = mult >= (1 << MULT_BITS)               # rounding up to 2**15
+    mult[over] >>= 1
+    shift[over] -= 1
+    if np.any(shift < 0) or np.any(shift > 62):
+        raise QuantizationError(f"requantization ratio {ratio.max():.3g} out of range")
+    return mult, shift
+
+
+def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=None,
+            input_mean=None, input_std=None, threshold=0.0, input_threshold=None, bn_scale=False) -> QNet:
+    """Quantize and convert ``graph``, calibrating on ``calib_frames`` (N x input shape, raw pixels)."""
+    if not 2 <= int(weight_bits) <= 16:
+        raise ConfigError(f"weight bits must be 2..16, not {weight_bits!r}")
+    if not 2 <= int(act_bits) <= 16:
+        raise ConfigError(f"activation bits must be 2..16, not {act_bits!r}")
+    g = graph.copy()
+    if input_mean is not None or input_std is not None:
+        c = g.input.attrs["shape"][0]
+        mean = np.broadcast_to(np.asarray(input_mean if input_mean is not None else 0.0, float), (c,))
+        std = np.broadcast_to(np.asarray(input_std if input_std is not None else 1.0, float), (c,))
+        if np.any(std <= 0):
+            raise ConfigError(f"--input-std must be positive, not {tuple(std)}")
+        g.input_mean, g.input_std = tuple(mean.tolist()), tuple(std.tolist())
+    g = fold_batchnorm(g.infer_shapes())
+    in_shape = g.input.attrs["shape"]
+    calib = np.asarray(calib_frames)
+    if calib.shape[1:] != tuple(in_shape):
+        from .errors import ShapeError
+        raise ShapeError(f"calibration frames have shape {calib.shape[1:]}, the model takes {tuple(in_shape)}")
+    plan = _segments(g)
+    keep = [n.name for _, n, _ in plan] + [ch[-1].name for k, _, ch in plan if ch]
+    fvals = run_float(g, calib, keep=keep)
+
+    # Input tensor: raw pixels. real = (x - 255*mean) / (255*std).
+    cin = in_shape[0]
+    mean = np.asarray(g.input_mean if g.input_mean is not None else np.zeros(cin))
+    std = np.asarray(g.input_std if g.input_std is not None else np.ones(cin))
+    tin = QTensor("input", tuple(in_shape), 1.0 / (255.0 * std), 0, 255)
+    if len(in_shape) == 1:
+        tin.scale = np.full(in_shape[0], 1.0 / (255.0 * std[0]))
+    tensors = {"input": tin}
+    zps = {"input": 255.0 * mean} if g.input_mean is not None else {}   # zero points (normalized input only)
+    if g.input_mean is not None and len(in_shape) == 1:
+        zps["input"] = np.full(in_shape[0], 255.0 * mean[0])
+    float_of = {g.input.name: "input"}        # float node -> tensor name holding its value
+    wmax = (1 << (weight_bits - 1)) - 1
+    steps = []
+    readers = {}
+    for kind, n, chain in plan:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n.name)
+
+    def src_tensor(name, user):
+        if name not in float_of:
+            raise UnsupportedOpError(f"{user.where()} reads {name!r}, which evhw cannot route")
+        return tensors[float_of[name]]
+
+    for kind, n, chain in plan:
+        if kind == "view":
+            srcs = [src_tensor(i, n) for i in n.inputs]
+            rep = 1
+            if n.op == "concat":
+                scale = np.concatenate([s.scale for s in srcs])
+                lo, hi = min(s.lo for s in srcs), max(s.hi for s in srcs)
+                attrs = {}
+            elif n.op == "upsample":
+                scale, lo, hi, attrs = srcs[0].scale, srcs[0].lo, srcs[0].hi, {"scale": pair(n.attrs["scale"])}
+            else:
+                s0 = srcs[0]
+                rep = int(np.prod(s0.shape[1:])) if len(s0.shape) == 3 else 1
+                scale, lo, hi, attrs = np.repeat(s0.scale, rep), s0.lo, s0.hi, {}
+            zsrc = [zps.get(x.name) for x in srcs]
+            if any(z is not None for z in zsrc):
+                zfull = [z if z is not None else np.zeros(x.shape[0]) for z, x in zip(zsrc, srcs)]
+                zps[n.name] = (np.concatenate(zfull) if n.op == "concat" else
+                               np.repeat(zfull[0], rep) if n.op == "flatten" else zfull[0])
+            t = QTensor(n.name, tuple(n.shape), np.asarray(scale, float), int(lo), int(hi))
+            steps.append(QView(n.name, n.op, [s.name for s in srcs], attrs, t, n.name))
+            tensors[n.name] = t
+            float_of[n.name] = n.name
+            continue
+
+        last = chain[-1] if chain else n
+        name = n.name            # a layer is named after its accumulator's head node
+        terms, acc_scale, fbias = [], None, np.zeros(n.shape[0] if n.op in LINEAR_OPS else
+                                                      g.node(n.inputs[0]).shape[0])
+        head_is_linear = n.op in LINEAR_OPS
+        acc_shape = tuple(n.shape) if head_is_linear else tuple(g.node(n.inputs[0]).shape)
+        if head_is_linear and n.op in ("conv", "linear"):
+            src = src_tensor(n.inputs[0], n)
+            w = n.params["weight"].astype(np.float64)
+            fbias = n.params.get("bias", np.zeros(w.shape[0])).astype(np.float64).copy()
+            attrs = {}
+            if n.op == "conv":
+                groups = int(n.attrs.get("groups", 1))
+                o, cg = w.shape[:2]
+                cin_idx = (np.arange(o)[:, None] // (o // groups)) * cg + np.arange(cg)[None, :]   # (O, Cg)
+                sx = src.scale[cin_idx][:, :, None, None]
+                attrs = dict(stride=pair(n.attrs.get("stride", 1)), pads=pads4(n.attrs.get("padding", 0)),
+                             dilation=pair(n.attrs.get("dilation", 1)), groups=groups, kernel=w.shape[2:])
+            else:
+                cin_idx = None
+                sx = src.scale[None, :]
+            wf = w * sx
+            zp = zps.get(src.name)
+            if zp is not None:
+                # Folded normalization: real = scale * (x - 255*mean). Move the constant into the bias and
+                # pad the raw input with round(255*mean), so zero-padding of the normalized input is kept.
+                zpe = zp[cin_idx][:, :, None, None] if n.op == "conv" else zp[None, :]
+                fbias -= (wf * zpe).reshape(wf.shape[0], -1).sum(axis=1)
+                if n.op == "conv" and any(attrs["pads"]):
+                    attrs["pad_value"] = np.rint(zp).astype(np.int64)
+            absmax = np.abs(wf).reshape(wf.shape[0], -1).max(axis=1)
+            sw = np.where(absmax > 0, absmax / wmax, 1.0)
+            wq = np.clip(np.rint(wf / sw.reshape((-1,) + (1,) * (wf.ndim - 1))), -wmax, wmax).astype(np.int64)
+            terms.append(Term(n.op, src.name, wq, attrs))
+            acc_scale = sw
+        elif n.op in ("avgpool", "globalavgpool"):
+            src = src_tensor(n.inputs[0], n)
+            if n.op == "avgpool":
+                k = pair(n.attrs["kernel"])
+                attrs = dict(kernel=k, stride=pair(n.attrs.get("stride", n.attrs["kernel"])),
+                             pads=pads4(n.attrs.get("padding", 0)), dilation=(1, 1))
+            else:
+                k = tuple(src.shape[1:])
+                attrs = dict(kernel=k, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1))
+            terms.append(Term("sumpool", src.name, None, attrs))
+            acc_scale = src.scale / (k[0] * k[1])
+        else:   # add, or an identity accumulator in front of value ops
+            srcs = [src_tensor(i, n) for i in n.inputs]
+            if n.op == "add":
+                acc_scale = np.maximum(srcs[0].scale, srcs[1].scale) / (1 << ADD_FRAC_BITS)
+                for s in srcs:
+                    terms.append(Term("scale", s.name, np.rint(s.scale / acc_scale).astype(np.int64), {}))
+            else:
+                acc_scale = srcs[0].scale.copy()
+                terms.append(Term("scale", srcs[0].name, np.ones(srcs[0].shape[0], np.int64), {}))
+        if any(zps.get(t.src) is not None for t in terms) and terms[0].kind not in ("conv", "linear"):
+            raise UnsupportedOpError(f"--input-mean/--input-std need the input to feed conv or linear layers "
+                                     f"directly; {n.where()} is {n.op!r}")
+
+        ops_ = [c.op for c in chain]
+        act = "none"
+        if "leakyrelu" in ops_:
+            act = "leaky"
+        if "relu6" in ops_:
+            act = "relu6" if act == "none" else act
+        if "relu" in ops_:
+            act = "relu" if act == "none" else act
+        if len([o for o in ops_ if o != "maxpool"]) > 1 and len(set(o for o in ops_ if o != "maxpool")) > 1:
+            raise UnsupportedOpError(f"mixed activations {ops_} after {n.where()} are not supported")
+        pools = [dict(kernel=pair(c.attrs["kernel"]), stride=pair(c.attrs.get("stride", c.attrs["kernel"])),
+                      pads=pads4(c.attrs.get("padding", 0)), dilation=pair(c.attrs.get("dilation", 1)))
+                 for c in chain if c.op == "maxpool"]
+        is_output = last.name == g.output
+        gated = bool(readers.get(last.name))
+        readout = is_output and act == "none" and not pools and not gated
+
+        bias = np.rint(fbias / acc_scale).astype(np.int64)
+        if readout:
+            mult = shift = None
+            out_scale, lo, hi = acc_scale, None, None
+        else:
+            fv = fvals[last.name]
+            signed = act not in ("relu", "relu6")
+            qlo, qhi = _qrange(act_bits, signed)
+            amax = float(np.max(np.abs(fv))) if fv.size else 0.0
+            if act == "relu6":
+                amax = min(amax, 6.0)
+            amax = amax if amax > 0 else 1.0
+            out_scale = np.full(acc_shape[0], amax / qhi)
+            mult, shift = requant_params(acc_scale / out_scale)
+            lo, hi = qlo, qhi
+        act_hi = int(np.rint(6.0 / out_scale[0])) if act == "relu6" else None
+        leaky_num = int(np.rint(chain[[c.op for c in chain].index("leakyrelu")].attrs["alpha"] * (1 << LEAKY_SHIFT))) \
+            if act == "leaky" else None
+
+        # Accumulator bound: |a| <= sum |w| * R, R = max|value| + largest threshold (= span).
+        bound = np.zeros(acc_shape[0], dtype=object)
+        for t in terms:
+            s = tensors[t.src]
+            r = max(abs(s.lo), abs(s.hi)) + s.span
+            if t.kind == "conv":
+                bound = bound + np.abs(t.weight).reshape(t.weight.shape[0], -1).sum(axis=1).astype(object) * r
+            elif t.kind == "linear":
+                bound = bound + np.abs(t.weight).sum(axis=1).astype(object) * r
+            elif t.kind == "sumpool":
+                k = t.attrs["kernel"]
+                bound = bound + k[0] * k[1] * r
+            else:
+                bound = bound + np.abs(t.weight).astype(object) * r
+        acc_bound = int(max(bound)) if len(bound) else 0
+        need = acc_bound.bit_length() + 1
+        if need > MAX_ACC_BITS:
+            raise QuantizationError(f"layer {name!r} needs a {need}-bit accumulator; evhw supports at most "
+                                    f"{MAX_ACC_BITS}; use fewer weight/activation bits")
+        if acc_bits is not None:
+            if int(acc_bits) < need:
+                raise AccumulatorWidthError(
+                    f"accumulator width {acc_bits} is too narrow for layer {name!r}: it needs at least {need} "
+                    f"bits (|a| can reach {acc_bound})")
+            width = int(acc_bits)
+        else:
+            width = need
+        if readout:
+            hi = acc_bound + int(np.abs(bias).max(initial=0))
+            lo = -hi
+        acc_shape_final = acc_shape
+        out_shape = tuple(last.shape)
+        t = QTensor(name, out_shape, np.asarray(out_scale, float), int(lo), int(hi))
+        bn_gamma = np.asarray(n.attrs["bn_gamma"], float) if "bn_gamma" in n.attrs else None
+        steps.append(QLayer(name=name, terms=terms, acc_shape=acc_shape_final, acc_bits=width, acc_bound=acc_bound,
+                            acc_scale=np.asarray(acc_scale, float), bias=bias, mult=mult, shift=shift, act=act,
+                            act_hi=act_hi, leaky_num=leaky_num, leaky_shift=LEAKY_SHIFT if act == "leaky" else None,
+                            pools=pools, out=t, gated=gated, bn_gamma=bn_gamma, float_node=last.name))
+        tensors[name] = t
+        for c in [n] + chain:
+            float_of[c.name] = name if c is last else None
+        float_of = {k: v for k, v in float_of.items() if v is not None}
+
+    if g.output not in float_of:
+        raise UnsupportedOpError(f"graph output {g.output!r} cannot be read out")
+    q = QNet(name=g.name, input=tin, steps=steps, output=float_of[g.output], weight_bits=int(weight_bits),
+             act_bits=int(act_bits), input_mean=g.input_mean, input_std=g.input_std)
+    q.meta["float_output"] = g.output
+    set_thresholds(q, threshold, input_threshold=input_threshold, bn_scale=bn_scale)
+    return q
+
+
+def set_thresholds(q: QNet, h, *, input_threshold=None, bn_scale=False):
+    """Map a global float threshold ``h`` (activation units) to integer per-channel thresholds.
+
+    ``H_c = round(h * adj_c / scale_c)``, ``adj_c = |gamma_c|`` with ``bn_scale`` (as the EvNet code),
+    else 1. The input gate uses ``input_threshold`` (pixel/255 units; default ``h``).
+    Stores and returns ``{gate name: int64 array}``.
+    """
+    h = float(h)
+    hin = h if input_threshold is None else float(input_threshold)
+    if h < 0 or hin < 0 or not np.isfinite(h) or not np.isfinite(hin):
+        raise ConfigError(f"thresholds must be finite and >= 0, not h={h!r}, input={hin!r}")
+    th = {}
+    tin = q.input
+    th["input"] = _check(np.full(tin.channels, int(np.rint(hin * 255))), tin, "input")
+    for s in q.layers():
+        if not s.gated:
+            continue
+        adj = s.bn_gamma if (bn_scale and s.bn_gamma is not None) else 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hc = np.rint(h * np.broadcast_to(adj, s.out.scale.shape) / s.out.scale)
+        th[s.name] = _check(hc, s.out, s.name)
+    q.thresholds = th
+    q.default_threshold, q.default_input_threshold, q.bn_scale = h, input_threshold, bool(bn_scale)
+    return th
+
+
+def _check(hc, t: QTensor, name):
+    hc = np.asarray(hc)
+    if np.any(hc > t.span):
+        raise ConfigError(f"threshold for gate {name!r} maps to {int(hc.max())}, above the largest the "
+                          f"accumulator bound allows ({t.span}); use a smaller threshold")
+    return hc.astype(np.int64)

@@ -1,0 +1,498 @@
+"""Bit-exact integer golden model of a converted EvNet: the specification the hardware implements.
+
+* :func:`dense_forward` -- conventional integer inference (every value recomputed every frame).
+* :class:`EventModel` -- the event-driven model: input gate, accumulators, value functions and gates
+  with the frame barrier, under the ``evnet`` / ``skipconv`` / ``rrm`` / ``dense`` policies, at
+  neuron or chunk granularity, with EvNet-paper op counters.
+
+NumPy only, vectorized over tensors, int64 throughout (the converter proves the accumulator bound,
+and the event model checks it every frame). Semantics: docs/semantics.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import ops
+from .errors import AccumulatorOverflowError, ConfigError, ShapeError
+from .qnet import QLayer, QNet, QTensor, QView, Term
+
+POLICIES = ("evnet", "skipconv", "rrm", "dense")
+
+
+# ----------------------------------------------------------------------------------------------
+# value function and linear terms
+
+def requantize(x, mult, shift):
+    """``(x * M + 2**(S-1)) >> S``: round half towards +infinity, arithmetic shift (floor)."""
+    mult = mult.reshape((-1,) + (1,) * (x.ndim - 1))
+    shift = shift.reshape((-1,) + (1,) * (x.ndim - 1))
+    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    return np.right_shift(x * mult + half, shift)
+
+
+def value_pre_pool(layer: QLayer, acc):
+    """Value before max-pooling: clamp(act(requant(a + bias))), or a + bias for a readout layer."""
+    x = acc + layer.bias.reshape((-1,) + (1,) * (acc.ndim - 1))
+    if layer.mult is None:
+        return x
+    v = requantize(x, layer.mult, layer.shift)
+    if layer.act == "relu":
+        v = np.maximum(v, 0)
+    elif layer.act == "relu6":
+        v = np.clip(v, 0, layer.act_hi)
+    elif layer.act == "leaky":
+        v = np.where(v >= 0, v, np.right_shift(v * layer.leaky_num, layer.leaky_shift))
+    return np.clip(v, layer.out.lo, layer.out.hi)
+
+
+def apply_pools(layer: QLayer, v):
+    for p in layer.pools:
+        v = ops.pool2d(v[None], kernel=p["kernel"], stride=p["stride"], pads=p["pads"],
+                       dilation=p["dilation"], mode="max")[0]
+    return v
+
+
+def pool_reach(layer: QLayer, touched):
+    for p in layer.pools:
+        touched = ops.reach(touched, kernel=p["kernel"], stride=p["stride"], pads=p["pads"], dilation=p["dilation"])
+    return touched
+
+
+def term_dense(t: Term, x):
+    """A term applied to dense values (dense model, flush)."""
+    if t.kind == "conv":
+        a = t.attrs
+        return ops.conv2d(x[None], t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
+                          groups=a["groups"], pad_value=a.get("pad_value"))[0]
+    return term_delta(t, x)
+
+
+def term_delta(t: Term, d):
+    """A term applied to a delta tensor (zero padding: padded taps never change)."""
+    a = t.attrs
+    if t.kind == "conv":
+        if np.count_nonzero(np.any(d != 0, axis=0)) * 4 < d.shape[1] * d.shape[2]:
+            return ops.conv2d_sparse(d, t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
+                                     groups=a["groups"])
+        return ops.conv2d(d[None], t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
+                          groups=a["groups"])[0]
+    if t.kind == "linear":
+        nz = np.flatnonzero(d)
+        return t.weight[:, nz] @ d[nz]
+    if t.kind == "sumpool":
+        return ops.pool2d(d[None], kernel=a["kernel"], stride=a["stride"], pads=a["pads"], mode="sum")[0]
+    if t.kind == "scale":
+        return d * t.weight.reshape((-1,) + (1,) * (d.ndim - 1))
+    raise AssertionError(t.kind)
+
+
+def term_touched(t: Term, active):
+    """Which accumulator elements a term's non-zero deltas reach (structurally: weights are not looked at)."""
+    a = t.attrs
+    if t.kind == "conv":
+        g = a["groups"]
+        o = t.weight.shape[0]
+        per_group = active.reshape(g, -1, *active.shape[1:]).any(axis=1)
+        r = ops.reach(per_group, kernel=t.weight.shape[2:], stride=a["stride"], pads=a["pads"], dilation=a["dilation"])
+        return np.repeat(r, o // g, axis=0)
+    if t.kind == "linear":
+        return np.full(t.weight.shape[0], bool(active.any()))
+    if t.kind == "sumpool":
+        return ops.reach(active, kernel=a["kernel"], stride=a["stride"], pads=a["pads"])
+    return active.copy()
+
+
+def view_apply(v: QView, xs):
+    if v.kind == "concat":
+        return np.concatenate(xs, axis=0)
+    if v.kind == "upsample":
+        return ops.upsample_nearest(xs[0], v.attrs["scale"])
+    return xs[0].reshape(-1)
+
+
+def check_frame(q: QNet, frame):
+    f = np.asarray(frame)
+    shape = q.input.shape
+    if f.shape != shape:
+        if len(shape) == 3 and shape[0] == 1 and f.shape == shape[1:]:
+            f = f[None]
+        elif len(shape) == 1 and f.size == shape[0] and f.ndim in (2, 3):
+            f = f.reshape(-1)
+        else:
+            raise ShapeError(f"frame shape {f.shape} does not match the model input {shape}")
+    if not np.issubdtype(f.dtype, np.integer):
+        if np.any(f != np.rint(f)):
+            raise ShapeError(f"frames must hold integer pixels 0..255, got dtype {f.dtype}")
+    if f.size and (f.min() < 0 or f.max() > 255):
+        raise ShapeError(f"pixel values must lie in 0..255, got {f.min()}..{f.max()}")
+    return f.astype(np.int64)
+
+
+def dense_forward(q: QNet, frame, *, with_acc=False):
+    """Conventional integer inference of one frame. Returns ``{tensor name: int64 values}``
+    (and ``{layer: accumulator}`` with ``with_acc``)."""
+    vals = {"input": check_frame(q, frame)}
+    accs = {}
+    for s in q.steps:
+        if isinstance(s, QView):
+            vals[s.name] = view_apply(s, [vals[x] for x in s.srcs])
+            continue
+        acc = sum(term_dense(t, vals[t.src]) for t in s.terms)
+        accs[s.name] = acc
+        vals[s.name] = apply_pools(s, value_pre_pool(s, acc))
+    return (vals, accs) if with_acc else vals
+
+
+# ----------------------------------------------------------------------------------------------
+# policies and counters
+
+@dataclass(frozen=True)
+class Policy:
+    """How gates decide to transmit.
+
+    kind: ``evnet`` (long-term memory d), ``skipconv`` (memory loss: d cleared each evaluation),
+    ``rrm`` (memory loss + exact refresh when accumulated truncation passes ``rrm_bound``),
+    ``dense`` (every frame recomputed).
+    granularity: ``neuron``; ``pixel`` (all channels of a position fire together); ``block:K``
+    (K x K positions of one channel fire together). A chunk fires iff any member exceeds its threshold.
+    reset_every: skipconv periodic reset: thresholds are 0 on frames t > 0 with t % N == 0.
+    norm_gate: skipconv's per-pixel input-norm gate: a pixel fires iff sum_c |d_c| > sum_c H_c.
+    rrm_bound: mean accumulated truncated magnitude per gate element (float units) that triggers an
+    exact (flush) frame.
+    init: ``flush`` (frame 0 dense) or ``warmup`` (null state + all gates firing on frame 0).
+    """
+
+    kind: str = "evnet"
+    granularity: str = "neuron"
+    reset_every: int | None = None
+    norm_gate: bool = False
+    rrm_bound: float = 0.05
+    init: str = "flush"
+
+    def __post_init__(self):
+        if self.kind not in POLICIES:
+            raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, not {self.kind!r}")
+        g = self.granularity
+        if not (g in ("neuron", "pixel") or (g.startswith("block:") and g[6:].isdigit() and int(g[6:]) >= 1)):
+            raise ConfigError(f"granularity must be neuron, pixel or block:K, not {g!r}")
+        if self.reset_every is not None and (self.kind != "skipconv" or int(self.reset_every) < 1):
+            raise ConfigError(f"reset_every needs the skipconv policy and a period >= 1, not {self.reset_every!r}")
+        if self.norm_gate and self.kind != "skipconv":
+            raise ConfigError("the input-norm gate belongs to the skipconv policy")
+        if self.init not in ("flush", "warmup"):
+            raise ConfigError(f"init must be flush or warmup, not {self.init!r}")
+        if not self.rrm_bound > 0:
+            raise ConfigError(f"rrm_bound must be > 0, not {self.rrm_bound!r}")
+
+    @property
+    def memory_loss(self):
+        return self.kind in ("skipconv", "rrm")
+
+
+def _chunks(shape, granularity, norm_gate):
+    """Chunk ids per element (or None for per-neuron gating)."""
+    if len(shape) != 3 or (granularity == "neuron" and not norm_gate):
+        return None
+    c, h, w = shape
+    if granularity == "pixel" or norm_gate:
+        ids = np.arange(h * w).reshape(1, h, w)
+        return np.broadcast_to(ids, shape)
+    k = int(granularity[6:])
+    by, bx = np.arange(h)[:, None] // k, np.arange(w)[None, :] // k
+    nbx = -(-w // k)
+    nb = (-(-h // k)) * nbx
+    return np.arange(c)[:, None, None] * nb + (by * nbx + bx)[None]
+
+
+@dataclass
+class LayerCount:
+    dense_macs: int = 0
+    event_macs: int = 0
+    acc_ops: int = 0          # non-MAC accumulations (pooling, add): counted as overhead
+    dense_acc_ops: int = 0
+    gate_u: int = 0           # gate elements evaluated
+    gate_t: int = 0           # events transmitted
+    chunks_fired: int = 0
+    acc_u: int = 0            # accumulator elements updated
+    buffer_reads: int = 0
+    buffer_writes: int = 0
+
+    def overhead(self, chunked):
+        arith = self.acc_ops + self.acc_u
+        mem = 2 * self.acc_u + self.buffer_reads + self.buffer_writes
+        if self.gate_u or self.gate_t:
+            arith += 2 * self.gate_u + self.gate_t + (2 * self.gate_u if chunked else self.gate_u)
+            mem += (2 * self.gate_u + self.gate_t) * 2
+            if chunked:
+                mem += 2 * self.gate_u + self.chunks_fired
+        return arith, mem
+
+
+@dataclass
+class FrameResult:
+    frame: int
+    kind: str                     # flush | event
+    output: np.ndarray            # int64 readout of the output tensor
+    layers: dict = field(default_factory=dict)   # name -> LayerCount
+
+    @property
+    def dense_macs(self):
+        return sum(c.dense_macs for c in self.layers.values())
+
+    @property
+    def event_macs(self):
+        return sum(c.event_macs for c in self.layers.values())
+
+    @property
+    def events(self):
+        return sum(c.gate_t for c in self.layers.values())
+
+    def summary(self, chunked=False):
+        ar = me = 0
+        for c in self.layers.values():
+            a, m = c.overhead(chunked)
+            ar, me = ar + a, me + m
+        return {"frame": self.frame, "kind": self.kind, "dense_macs": self.dense_macs, "event_macs": self.event_macs,
+                "events": self.events, "overhead_arith": ar, "overhead_mem": me}
+
+
+def mac_reach(q: QNet):
+    """Per MAC term: the MAC cost of one transmitted input element (padded taps never counted)."""
+    costs = {}
+    tensors = q.tensors()
+    for s in q.layers():
+        for i, t in enumerate(s.terms):
+            src = tensors[t.src]
+            if t.kind == "conv":
+                a = t.attrs
+                r = ops.reach_count(src.shape[1:], kernel=t.weight.shape[2:], stride=a["stride"], pads=a["pads"],
+                                    dilation=a["dilation"])
+                costs[(s.name, i)] = r[None] * (t.weight.shape[0] // a["groups"])
+            elif t.kind == "linear":
+                costs[(s.name, i)] = np.full(src.shape, t.weight.shape[0], dtype=np.int64)
+            elif t.kind == "sumpool":
+                a = t.attrs
+                costs[(s.name, i)] = ops.reach_count(src.shape[1:], kernel=a["kernel"], stride=a["stride"],
+                                                     pads=a["pads"])[None]
+            else:
+                costs[(s.name, i)] = np.ones(src.shape[:1] + (1,) * (len(src.shape) - 1), dtype=np.int64)
+    return costs
+
+
+def state_memory_bits(q: QNet):
+    """State memory in bits: accumulators, gate b and d, max-pool value buffers, input gate."""
+    per = {"input": int(np.prod(q.input.shape)) * (q.input.bits + q.input.delta_bits)}
+    for s in q.layers():
+        bits = int(np.prod(s.acc_shape)) * s.acc_bits
+        if s.gated:
+            bits += int(np.prod(s.out.shape)) * (s.out.bits + s.out.delta_bits)
+        if s.pools:
+            bits += int(np.prod(s.acc_shape)) * s.out.bits
+        per[s.name] = bits
+    return per
+
+
+# ----------------------------------------------------------------------------------------------
+# the event model
+
+class EventModel:
+    """Event-driven integer execution of a QNet, one frame at a time.
+
+    >>> m = EventModel(qnet, Policy("evnet"))
+    >>> out = m.step(frame).output
+    """
+
+    def __init__(self, q: QNet, policy: Policy | None = None, thresholds: dict | None = None):
+        self.q = q
+        self.policy = policy or Policy()
+        self.tensors = q.tensors()
+        self.costs = mac_reach(q)
+        self.dense_costs = {k: int((np.broadcast_to(v, self.tensors[self._term(k).src].shape)).sum())
+                            for k, v in self.costs.items()}
+        self.chunk_ids = {g: _chunks(self.tensors[g].shape, self.policy.granularity,
+                                     self.policy.norm_gate) for g in q.gates()}
+        self.set_thresholds(thresholds if thresholds is not None else q.thresholds)
+        self.reset()
+
+    def _term(self, key):
+        return self.q.layer(key[0]).terms[key[1]]
+
+    def set_thresholds(self, thresholds: dict):
+        """Integer per-channel thresholds ``{gate: array}``; may change between frames."""
+        th = {}
+        for gname in self.q.gates():
+            if gname not in thresholds:
+                raise ConfigError(f"no threshold for gate {gname!r}")
+            t = self.tensors[gname]
+            h = np.broadcast_to(np.asarray(thresholds[gname], dtype=np.int64), (t.channels,)).copy()
+            if np.any(h < 0) or np.any(h > t.span):
+                raise ConfigError(f"thresholds of gate {gname!r} must lie in 0..{t.span}")
+            th[gname] = h
+        self.thresholds = th
+
+    def reset(self):
+        """Start a new sequence: the next frame is exact (flush, or warm-up from the null state)."""
+        self.t = 0
+        self.a, self.b, self.d = {}, {}, {}
+        self.trunc = 0.0
+        self.refresh = False
+        if self.policy.init == "warmup":
+            self._load_dense(np.zeros(self.q.input.shape, dtype=np.int64))
+
+    # -- helpers
+    def _load_dense(self, frame):
+        vals, accs = dense_forward(self.q, frame, with_acc=True)
+        self.a = {k: v.copy() for k, v in accs.items()}
+        for gname in self.q.gates():
+            self.b[gname] = vals[gname].copy()
+            self.d[gname] = np.zeros_like(vals[gname])
+        return vals
+
+    def _bshape(self, t: QTensor):
+        return (-1,) + (1,) * (len(t.shape) - 1)
+
+    def _gate(self, gname, v, evaluated, force_all, zero_th, counts: LayerCount):
+        """Gate one tensor. Returns the transmitted delta tensor."""
+        t = self.tensors[gname]
+        b, d = self.b[gname], self.d[gname]
+        d += v - b
+        b[...] = v
+        h = np.zeros(t.channels, np.int64) if zero_th else self.thresholds[gname]
+        h = h.reshape(self._bshape(t))
+        ids = self.chunk_ids[gname]
+        if force_all:
+            fire = np.ones(t.shape, bool)
+        elif ids is None:
+            fire = evaluated & (np.abs(d) > h)
+        else:
+            if self.policy.norm_gate:
+                over = np.bincount(ids.ravel(), weights=(np.abs(d) - h).ravel()) > 0
+            else:
+                over = np.zeros(int(ids.max()) + 1, bool)
+                np.logical_or.at(over, ids.ravel(), (np.abs(d) > h).ravel())
+            ev = np.zeros_like(over)
+            np.logical_or.at(ev, ids.ravel(), evaluated.ravel())
+            fired = over & ev
+            counts.chunks_fired += int(fired.sum())
+            fire = fired[ids]   # a fired chunk sends every member's change
+        sent = np.where(fire, d, 0)
+        if self.policy.memory_loss:
+            lost = np.where(evaluated & ~fire, np.abs(d), 0)
+            self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())
+            d[evaluated | fire] = 0
+        else:
+            d -= sent
+        counts.gate_u += int(evaluated.sum())
+        counts.gate_t += int(np.count_nonzero(sent))
+        return sent
+
+    def step(self, frame) -> FrameResult:
+        """Process one frame; returns its output and counters."""
+        x = check_frame(self.q, frame)
+        pol, t = self.policy, self.t
+        counts = {}
+        flush = pol.kind == "dense" or self.refresh or (t == 0 and pol.init == "flush")
+        warm = t == 0 and pol.init == "warmup" and not flush
+        if flush:
+            vals = self._load_dense(x)
+            kind = "flush"
+            self.refresh = False
+            self.trunc = 0.0
+            for s in self.q.layers():
+                c = counts[s.name] = LayerCount()
+                self._count_dense(s, c)
+            counts["input"] = LayerCount(gate_u=x.size, gate_t=x.size)
+            out = vals[self.q.output]
+        else:
+            kind = "event"
+            zero_th = pol.reset_every is not None and t > 0 and t % pol.reset_every == 0
+            ci = counts["input"] = LayerCount()
+            deltas = {"input": self._gate("input", x, np.ones(x.shape, bool), warm, zero_th, ci)}
+            values = {}
+            for s in self.q.steps:
+                if isinstance(s, QView):
+                    deltas[s.name] = view_apply(s, [deltas[n] for n in s.srcs])
+                    continue
+                c = counts[s.name] = LayerCount()
+                acc = self.a[s.name]
+                touched = np.zeros(s.acc_shape, bool)
+                for i, term in enumerate(s.terms):
+                    dlt = deltas[term.src]
+                    active = dlt != 0
+                    if not active.any():
+                        continue
+                    acc += term_delta(term, dlt)
+                    touched |= term_touched(term, active)
+                    cost = int((np.broadcast_to(self.costs[(s.name, i)], dlt.shape) * active).sum())
+                    if term.is_mac:
+                        c.event_macs += cost
+                    else:
+                        c.acc_ops += cost
+                self._count_dense(s, c, event=True)
+                if np.abs(acc).max(initial=0) > s.acc_bound and pol.memory_loss:
+                    raise AccumulatorOverflowError(
+                        f"frame {t}: accumulator of layer {s.name!r} drifted past its proven bound {s.acc_bound} "
+                        f"under the memory-loss policy {pol.kind!r}; use periodic resets or the rrm policy")
+                c.acc_u = int(touched.sum())
+                v = apply_pools(s, value_pre_pool(s, acc))
+                evaluated = pool_reach(s, touched) if s.pools else touched
+                if s.pools:
+                    c.buffer_reads = int(np.prod(s.acc_shape))
+                    c.buffer_writes = c.acc_u
+                values[s.name] = v
+                if s.gated:
+                    deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
+            out = self._readout(values)
+            if pol.kind == "rrm":
+                n = sum(int(np.prod(self.tensors[gn].shape)) for gn in self.q.gates())
+                if self.trunc / n > pol.rrm_bound:
+                    self.refresh = True
+        self.t += 1
+        return FrameResult(t, kind, out, counts)
+
+    def _readout(self, values):
+        """The output tensor, computed densely from the current accumulators (views of layer values)."""
+        name = self.q.output
+        if name in values:
+            return values[name].copy()
+        # output is a view: rebuild it from the layer values it routes
+        vals = dict(values)
+        for s in self.q.steps:
+            if isinstance(s, QView):
+                vals[s.name] = view_apply(s, [vals.get(n, self.b.get(n)) for n in s.srcs])
+        return vals[name].copy()
+
+    def _count_dense(self, s: QLayer, c: LayerCount, event=False):
+        for i, term in enumerate(s.terms):
+            dc = self.dense_costs[(s.name, i)]
+            if term.is_mac:
+                c.dense_macs += dc
+                if not event:
+                    c.event_macs += dc
+            else:
+                c.dense_acc_ops += dc
+                if not event:
+                    c.acc_ops += dc
+        if not event:
+            n = int(np.prod(s.acc_shape))
+            c.acc_u = n
+            if s.gated:
+                c.gate_u = c.gate_t = int(np.prod(s.out.shape))
+            if s.pools:
+                c.buffer_reads = c.buffer_writes = n
+
+    def run(self, frames, progress=None):
+        """Process a sequence (after a reset). Returns the list of FrameResults."""
+        self.reset()
+        res = []
+        for f in frames:
+            res.append(self.step(f))
+            if progress is not None:
+                progress()
+        return res
+
+
+def with_policy(policy: Policy, **kw) -> Policy:
+    return replace(policy, **kw)

@@ -1,0 +1,146 @@
+"""NumPy kernels shared by the float model, the dense integer model and the event model.
+
+All image kernels take batched ``(N, C, H, W)`` arrays. Integer callers pass int64 arrays; the
+kernels then compute in float64 and round back, which is exact because the converter proves every
+partial sum stays below 2**53 (``evhw.convert`` refuses wider accumulators).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import window_out
+
+
+def _pad(x, pads, value):
+    pt, pl, pb, pr = pads
+    if not any(pads):
+        return x
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype)
+    if value is None:
+        out[...] = 0
+    else:
+        out[...] = np.asarray(value, dtype=x.dtype).reshape(1, -1, 1, 1)
+    out[:, :, pt:pt + h, pl:pl + w] = x
+    return out
+
+
+def _taps(kh, kw, dilation):
+    dh, dw = dilation
+    for ky in range(kh):
+        for kx in range(kw):
+            yield ky, kx, ky * dh, kx * dw
+
+
+def _as_float(x):
+    return x.astype(np.float64, copy=False)
+
+
+def _back(y, like):
+    if np.issubdtype(like.dtype, np.integer):
+        return np.rint(y).astype(np.int64)
+    return y
+
+
+def conv2d(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, pad_value=None):
+    """Grouped, strided, dilated 2-D convolution (cross-correlation) without bias.
+
+    ``pad_value`` (per input channel) replaces zero padding; used when an input normalization is
+    folded into the first layer.
+    """
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    sh, sw = stride
+    oh = window_out(h, kh, sh, pads[0], pads[2], dilation[0])
+    ow = window_out(wd, kw, sw, pads[1], pads[3], dilation[1])
+    xp = _as_float(_pad(x, pads, pad_value))
+    wf = _as_float(w).reshape(groups, o // groups, cg, kh, kw)
+    out = np.zeros((n, groups, o // groups, oh * ow))
+    for ky, kx, oy, ox in _taps(kh, kw, dilation):
+        sl = xp[:, :, oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw]
+        out += np.matmul(wf[None, :, :, :, ky, kx], sl.reshape(n, groups, cg, oh * ow))
+    return _back(out.reshape(n, o, oh, ow), x)
+
+
+def conv2d_sparse(delta, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    """Same result as :func:`conv2d` (zero padding) for one sparse frame ``delta`` of shape (C, H, W).
+
+    Scatters only the pixel columns that hold a non-zero delta: cost follows the amount of change.
+    """
+    c, h, wd = delta.shape
+    o, cg, kh, kw = w.shape
+    sh, sw = stride
+    pt, pl = pads[0], pads[1]
+    oh = window_out(h, kh, sh, pads[0], pads[2], dilation[0])
+    ow = window_out(wd, kw, sw, pads[1], pads[3], dilation[1])
+    out = np.zeros((groups, o // groups, oh, ow))
+    ys, xs = np.nonzero(np.any(delta != 0, axis=0))
+    if ys.size == 0:
+        return _back(out.reshape(o, oh, ow), delta)
+    cols = _as_float(delta[:, ys, xs]).reshape(groups, cg, -1)
+    wf = _as_float(w).reshape(groups, o // groups, cg, kh, kw)
+    for ky, kx, dy, dx in _taps(kh, kw, dilation):
+        ny, nx = ys + pt - dy, xs + pl - dx           # = output position * stride
+        ok = (ny >= 0) & (nx >= 0) & (ny % sh == 0) & (nx % sw == 0)
+        oy, ox = ny // sh, nx // sw
+        ok &= (oy < oh) & (ox < ow)
+        if not ok.any():
+            continue
+        contrib = np.matmul(wf[:, :, :, ky, kx], cols[:, :, ok])      # (G, O/G, k)
+        out[:, :, oy[ok], ox[ok]] += contrib                           # unique targets per tap
+    return _back(out.reshape(o, oh, ow), delta)
+
+
+def reach(active, *, kernel, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
+    """Which outputs of a window op read at least one active input: (..., H, W) bool -> (..., oh, ow)."""
+    kh, kw = kernel
+    sh, sw = stride
+    *lead, h, wd = active.shape
+    oh = window_out(h, kh, sh, pads[0], pads[2], dilation[0])
+    ow = window_out(wd, kw, sw, pads[1], pads[3], dilation[1])
+    a = _pad(active.reshape(1, -1, h, wd), pads, None)
+    out = np.zeros((a.shape[1], oh, ow), dtype=bool)
+    for ky, kx, oy, ox in _taps(kh, kw, dilation):
+        out |= a[0, :, oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw]
+    return out.reshape(*lead, oh, ow)
+
+
+def reach_count(shape_hw, *, kernel, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
+    """For every input position, how many in-bounds outputs of a window op read it (padded taps excluded)."""
+    h, wd = shape_hw
+    kh, kw = kernel
+    sh, sw = stride
+    oh = window_out(h, kh, sh, pads[0], pads[2], dilation[0])
+    ow = window_out(wd, kw, sw, pads[1], pads[3], dilation[1])
+    count = np.zeros((h + pads[0] + pads[2], wd + pads[1] + pads[3]), dtype=np.int64)
+    for ky, kx, oy, ox in _taps(kh, kw, dilation):
+        count[oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw] += 1
+    return count[pads[0]:pads[0] + h, pads[1]:pads[1] + wd]
+
+
+def pool2d(x, *, kernel, stride, pads=(0, 0, 0, 0), dilation=(1, 1), mode="max", pad_value=None):
+    """Max or sum pooling per channel. Max pads with ``pad_value`` (default: the dtype's minimum)."""
+    n, c, h, wd = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    oh = window_out(h, kh, sh, pads[0], pads[2], dilation[0])
+    ow = window_out(wd, kw, sw, pads[1], pads[3], dilation[1])
+    if mode == "max":
+        if pad_value is None:
+            pad_value = np.iinfo(x.dtype).min if np.issubdtype(x.dtype, np.integer) else -np.inf
+        xp = _pad(x, pads, np.full(c, pad_value))
+        out = None
+        for ky, kx, oy, ox in _taps(kh, kw, dilation):
+            sl = xp[:, :, oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw]
+            out = sl.copy() if out is None else np.maximum(out, sl)
+        return out
+    xp = _pad(x, pads, None)
+    out = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for ky, kx, oy, ox in _taps(kh, kw, dilation):
+        out += xp[:, :, oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw]
+    return out
+
+
+def upsample_nearest(x, factor):
+    fh, fw = factor
+    return np.repeat(np.repeat(x, fh, axis=-2), fw, axis=-1)
