@@ -1,0 +1,280 @@
+"""The ``evhw`` command. Command names, flags and JSON keys here are a contract: extend, never rename."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import zoo
+from .errors import EvhwError
+from .golden import POLICIES, Policy, state_memory_bits
+
+DEFAULT_THRESHOLD = 0.05
+err = Console(stderr=True)
+out = Console()
+
+
+def _floats(s):
+    if s is None:
+        return None
+    try:
+        v = tuple(float(x) for x in str(s).split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, not {s!r}")
+    return v if len(v) > 1 else v[0]
+
+
+def _shape(s):
+    if s is None:
+        return None
+    try:
+        return tuple(int(x) for x in s.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected a shape like 1,64,64, not {s!r}")
+
+
+def progress(total, label):
+    p = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                 transient=True, disable=not err.is_terminal)
+    return p, p.add_task(label, total=total)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="evhw")
+def cli():
+    """evhw: convert trained networks into Event Neural Networks and generate their hardware."""
+
+
+# ------------------------------------------------------------------------------------ convert
+quant_options = [
+    click.option("--calib", "calib", metavar="FRAMES", help="Calibration frames (.npy/.npz/video or a source name)."),
+    click.option("--calib-frames", default=16, show_default=True, help="Number of calibration frames."),
+    click.option("--weight-bits", default=8, show_default=True, help="Weight bits (2-16), per-channel symmetric."),
+    click.option("--act-bits", default=8, show_default=True, help="Activation bits (2-16)."),
+    click.option("--acc-bits", type=int, help="Force one accumulator width (refused if below the proven bound)."),
+    click.option("--input-mean", help="Per-channel mean of pixel/255, folded into the first layer (e.g. 0.485,0.456,0.406)."),
+    click.option("--input-std", help="Per-channel std of pixel/255, folded into the first layer."),
+    click.option("--input-shape", help="Model input shape C,H,W (PyTorch models)."),
+    click.option("--threshold", "threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
+                 help="Default gate threshold h, in float activation units."),
+    click.option("--input-threshold", type=float, help="Input-gate threshold in pixel/255 units (default: h)."),
+    click.option("--bn-scale/--no-bn-scale", default=False, help="Scale thresholds per channel by BatchNorm |gamma|."),
+]
+
+
+def with_options(opts):
+    def deco(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
+
+
+def _convert_kwargs(kw):
+    return dict(calib=kw["calib"], calib_frames=kw["calib_frames"], input_shape=_shape(kw["input_shape"]),
+                weight_bits=kw["weight_bits"], act_bits=kw["act_bits"], acc_bits=kw["acc_bits"],
+                input_mean=_floats(kw["input_mean"]), input_std=_floats(kw["input_std"]),
+                threshold=kw["threshold"], input_threshold=kw["input_threshold"], bn_scale=kw["bn_scale"])
+
+
+@cli.command()
+@click.argument("model")
+@click.option("-o", "--output", required=True, metavar="NET.evnet", help="Where to write the converted network.")
+@with_options(quant_options)
+def convert(model, output, **kw):
+    """Quantize and convert MODEL (.onnx, .pt/.pth or a bundled name) into an EvNet (.evnet)."""
+    from .evaluate import convert_model
+    from .evnet_file import save
+    q, g = convert_model(model, **_convert_kwargs(kw))
+    save(output, q, g)
+    out.print(layer_table(q))
+    out.print(f"wrote {output}")
+
+
+def layer_table(q):
+    mem = state_memory_bits(q)
+    t = Table(title=f"{q.name}: {q.weight_bits}-bit weights, {q.act_bits}-bit activations")
+    for c in ("layer", "ops", "output", "acc bits", "value bits", "gate", "state (bits)"):
+        t.add_column(c, justify="right" if c not in ("layer", "ops") else "left")
+    t.add_row("input", "input gate", str(q.input.shape), "-", str(q.input.bits), "yes", f"{mem['input']:,}")
+    for s in q.steps:
+        if hasattr(s, "terms"):
+            ops_ = "+".join(x.kind for x in s.terms) + ("" if s.act == "none" else f" {s.act}") + \
+                (" maxpool" * len(s.pools))
+            t.add_row(s.name, ops_, str(s.out.shape), str(s.acc_bits), str(s.out.bits), "yes" if s.gated else "readout",
+                      f"{mem[s.name]:,}")
+        else:
+            t.add_row(s.name, s.kind, str(s.out.shape), "-", "-", "-", "0")
+    return t
+
+
+@cli.command()
+@click.argument("net")
+def info(net):
+    """Show a converted network: layers, widths, thresholds and state memory."""
+    from .evaluate import load_network
+    q, _ = load_network(net)
+    out.print(layer_table(q))
+    out.print(f"threshold h={q.default_threshold} (bn-scale: {q.bn_scale}), input threshold "
+              f"{q.default_input_threshold if q.default_input_threshold is not None else q.default_threshold}")
+
+
+# ------------------------------------------------------------------------------------ eval
+@cli.command(name="eval")
+@click.argument("net")
+@click.option("--video", metavar="FRAMES", help="Frames: .npy/.npz (T x H x W or T x C x H x W, uint8), a video file, "
+                                                "or a source name such as synthetic:shapes.")
+@click.option("--policy", type=click.Choice(POLICIES), default="evnet", show_default=True)
+@click.option("--threshold", type=float, help="Gate threshold h (float activation units); rrm: truncation epsilon.")
+@click.option("--input-threshold", type=float, help="Input-gate threshold (pixel/255 units; default h).")
+@click.option("--bn-scale/--no-bn-scale", default=None, help="Scale thresholds by BatchNorm |gamma|.")
+@click.option("--granularity", default="neuron", show_default=True, help="neuron, pixel or block:K.")
+@click.option("--reset-every", type=int, help="skipconv: periodic reset every N frames.")
+@click.option("--norm-gate", is_flag=True, help="skipconv: per-pixel input-norm gate.")
+@click.option("--rrm-bound", type=float, default=0.05, show_default=True,
+              help="rrm: mean accumulated truncation per neuron that triggers an exact frame.")
+@click.option("--frames", "n_frames", type=int, help="Evaluate only the first N frames.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def eval_cmd(net, video, policy, threshold, input_threshold, bn_scale, granularity, reset_every, norm_gate,
+             rrm_bound, n_frames, as_json):
+    """Run NET (.evnet or a bundled model) event-driven over FRAMES; compare with dense integer and float."""
+    from .evaluate import apply_thresholds, evaluate, frames_for, load_network
+    q, g = load_network(net, threshold=DEFAULT_THRESHOLD)
+    apply_thresholds(q, threshold, input_threshold, bn_scale)
+    pol = Policy(policy, granularity=granularity, reset_every=reset_every, norm_gate=norm_gate, rrm_bound=rrm_bound)
+    source = video or zoo.default_video(q.meta.get("model", net))
+    frames = frames_for(source, q.input.shape, n_frames)
+    p, task = progress(len(frames), f"eval {policy}")
+    with p:
+        res = evaluate(q, g, frames, pol, progress=lambda: p.advance(task), metric=zoo.metric(net))
+    res["video"] = str(source)
+    if as_json:
+        click.echo(json.dumps(res, default=_jsonable))
+        return
+    out.print(eval_table(res))
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    raise TypeError(type(x))
+
+
+def eval_table(res):
+    t = Table(title=f"{res['model']} on {res.get('video', '?')}: {res['policy']} ({res['granularity']}), "
+                    f"h={res['threshold']:g}, {res['frames']} frames")
+    for c in ("layer", "dense MACs", "event MACs", "savings", "events", "overhead ops", "overhead ld/st"):
+        t.add_column(c, justify="left" if c == "layer" else "right")
+    for name, c in res["per_layer"].items():
+        sav = f"{c['dense_macs'] / c['event_macs']:.2f}x" if c["event_macs"] else ("-" if not c["dense_macs"] else "inf")
+        t.add_row(name, f"{c['dense_macs']:,}", f"{c['event_macs']:,}", sav, f"{c['events']:,}",
+                  f"{c['overhead_arith']:,}", f"{c['overhead_mem']:,}")
+    t.add_section()
+    t.add_row("total", f"{res['dense_macs']:,}", f"{res['event_macs']:,}", f"{res['mac_savings']:.2f}x",
+              f"{res['events']:,}", f"{res['overhead_arith']:,}", f"{res['overhead_mem']:,}")
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row(t)
+    lines = [f"max |event - dense integer| over all frames and outputs: {res['max_abs_diff_vs_dense_int']} (integer units)"]
+    if res["max_abs_diff_vs_float"] is not None:
+        lines.append(f"max |event - float| = {res['max_abs_diff_vs_float']:.4g}, max |dense integer - float| = "
+                     f"{res['max_abs_diff_dense_int_vs_float']:.4g} (output units; one output step = "
+                     f"{res['output_scale_max']:.3g})")
+    if res["overhead_arith_pct_of_saved"] is not None:
+        lines.append(f"overhead: arithmetic {res['overhead_arith_pct_of_saved']:.2f} %, loads/stores "
+                     f"{res['overhead_mem_pct_of_saved']:.2f} % of the saved MACs; state memory "
+                     f"{res['state_memory_bits'] / 8 / 1024:.1f} KiB")
+    if res["metric"] is not None:
+        lines.append(f"metric {res['metric']:.4g} (dense integer {res['metric_dense']:.4g})")
+    for line in lines:
+        grid.add_row(line)
+    return grid
+
+
+# ------------------------------------------------------------------------------------ bench
+@cli.group()
+def bench():
+    """Benchmarks (figures for docs/benchmarks.md)."""
+
+
+@bench.command()
+@click.option("--model", default="rand-cnn64", show_default=True)
+@click.option("--video", default="synthetic:shapes", show_default=True)
+@click.option("--frames", "n_frames", default=32, show_default=True)
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def golden(model, video, n_frames, threshold, as_json):
+    """Frames per second of the golden model: event path vs dense integer path."""
+    from .bench import bench_golden
+    res = bench_golden(model, video, n_frames, threshold)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    t = Table(title=f"golden model speed: {model}, {res['frames']} frames of {video}, h={threshold:g}")
+    for c in ("path", "frames/s", "ms/frame", "MACs/frame"):
+        t.add_column(c, justify="left" if c == "path" else "right")
+    for k in ("dense", "event"):
+        r = res[k]
+        t.add_row(k, f"{r['fps']:.1f}", f"{1000 / r['fps']:.2f}", f"{r['macs_per_frame']:,.0f}")
+    out.print(t)
+    out.print(f"event path speed-up {res['event']['fps'] / res['dense']['fps']:.2f}x for "
+              f"{res['mac_savings']:.2f}x fewer MACs ({res['machine']})")
+
+
+# ------------------------------------------------------------------------------------ demo
+@cli.command()
+@click.option("--frames", "n_frames", default=24, show_default=True)
+def demo(n_frames):
+    """Convert the default bundled model and compare EvNet, Skip-Conv, RRM and dense on embedded frames."""
+    from .evaluate import apply_thresholds, convert_model, evaluate, frames_for
+    name = zoo.DEFAULT_MODEL
+    out.rule(f"evhw demo: {name}")
+    q, g = convert_model(name, threshold=DEFAULT_THRESHOLD)
+    out.print(layer_table(q))
+    frames = frames_for(zoo.default_video(name), q.input.shape, n_frames)
+    runs = [("evnet", Policy("evnet"), DEFAULT_THRESHOLD), ("skipconv", Policy("skipconv"), DEFAULT_THRESHOLD),
+            ("skipconv-reset8", Policy("skipconv", reset_every=8), DEFAULT_THRESHOLD),
+            ("rrm", Policy("rrm"), DEFAULT_THRESHOLD), ("dense", Policy("dense"), DEFAULT_THRESHOLD),
+            ("evnet h=0", Policy("evnet"), 0.0)]
+    t = Table(title=f"{len(frames)} frames of {zoo.default_video(name)} (synthetic; random-weight network)")
+    for c in ("policy", "h", "MACs/frame", "savings", "events", "max |out - dense int|", "max |out - float|"):
+        t.add_column(c, justify="left" if c == "policy" else "right")
+    p, task = progress(len(runs) * len(frames), "demo")
+    exact = None
+    with p:
+        for label, pol, h in runs:
+            apply_thresholds(q, h)
+            r = evaluate(q, g, frames, pol, progress=lambda: p.advance(task))
+            t.add_row(label, f"{h:g}", f"{r['event_macs_per_frame']:,.0f}", f"{r['mac_savings']:.2f}x",
+                      f"{r['events']:,}", str(r["max_abs_diff_vs_dense_int"]), f"{r['max_abs_diff_vs_float']:.3g}")
+            if label == "evnet h=0":
+                exact = r["max_abs_diff_vs_dense_int"] == 0
+    out.print(t)
+    out.print(f"threshold 0 reproduces dense integer inference bit for bit: {'yes' if exact else 'NO'}")
+    if not exact:
+        sys.exit(1)
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, prog_name="evhw", standalone_mode=False)
+    except EvhwError as e:
+        err.print(f"[bold red]evhw: error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Load networks by name or file, and evaluate a policy against the dense integer and float models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import zoo
+from .convert import convert, reference_graph, set_thresholds
+from .errors import EvhwError
+from .floatmodel import run_float
+from .golden import EventModel, Policy, dense_forward, state_memory_bits
+from .qnet import QNet
+
+CALIB_FRAMES = 16
+
+
+def load_graph(spec, *, input_shape=None):
+    """A float graph from an .onnx file, a PyTorch file or a bundled model name."""
+    p = Path(spec)
+    if p.suffix == ".onnx":
+        from .frontends.onnx_frontend import load_onnx
+        return load_onnx(p)
+    if p.suffix in (".pt", ".pth"):
+        from .frontends.torch_frontend import load_torch
+        return load_torch(p, input_shape=input_shape)
+    if spec in zoo.MODELS:
+        return zoo.build(spec)
+    if p.suffix or p.exists():
+        raise EvhwError(f"cannot read model {spec!r}: expected an .onnx, .pt/.pth or .evnet file "
+                        f"or a bundled model ({', '.join(zoo.names())})")
+    raise EvhwError(f"unknown model {spec!r}; bundled models: {', '.join(zoo.names())}")
+
+
+def frames_for(source, input_shape, frames=None):
+    from .frames import load_frames
+    return load_frames(source, input_shape=tuple(input_shape), frames=frames)
+
+
+def convert_model(spec, *, calib=None, calib_frames=CALIB_FRAMES, input_shape=None, **kw):
+    """Float graph + calibration frames -> (QNet, float graph)."""
+    g = load_graph(spec, input_shape=input_shape)
+    source = calib or zoo.default_video(spec)
+    calib_data = frames_for(source, g.input.attrs["shape"], calib_frames)
+    q = convert(g, calib_data, **kw)
+    q.meta.update(model=str(spec), calib=str(source))
+    return q, g
+
+
+def load_network(spec, **kw):
+    """A .evnet file (QNet and its float graph) or a model converted with defaults."""
+    if str(spec).endswith(".evnet"):
+        from .evnet_file import load
+        return load(spec)
+    return convert_model(spec, **kw)
+
+
+def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=None):
+    """Run ``policy`` over ``frames``; compare with the dense integer and float models.
+
+    Returns the dict behind ``evhw eval --json`` (see docs/semantics.md for the counting rules).
+    """
+    model = EventModel(q, policy)
+    model.reset()
+    ref = reference_graph(graph, q) if graph is not None else None
+    tens = q.tensors()
+    out_t = tens[q.output]
+    oscale = out_t.scale.reshape((-1,) + (1,) * (len(out_t.shape) - 1))
+    per_frame, layers = [], {}
+    outs, dense_outs, float_outs = [], [], []
+    max_int = 0
+    max_float = max_dense_float = 0.0
+    for i, f in enumerate(frames):
+        r = model.step(f)
+        d = dense_forward(q, f)[q.output]
+        diff = int(np.abs(r.output - d).max()) if d.size else 0
+        max_int = max(max_int, diff)
+        row = r.summary(policy.granularity != "neuron" or policy.norm_gate)
+        row["max_abs_diff_vs_dense_int"] = diff
+        if ref is not None:
+            fl = run_float(ref, np.asarray(f, float)[None], keep=[q.meta.get("float_output", ref.output)])
+            fo = next(iter(fl.values()))[0].reshape(r.output.shape)
+            max_float = max(max_float, float(np.abs(r.output * oscale - fo).max()))
+            max_dense_float = max(max_dense_float, float(np.abs(d * oscale - fo).max()))
+            float_outs.append(fo)
+        per_frame.append(row)
+        outs.append(r.output)
+        dense_outs.append(d)
+        for name, c in r.layers.items():
+            acc = layers.setdefault(name, {"dense_macs": 0, "event_macs": 0, "events": 0, "evaluated": 0,
+                                           "overhead_arith": 0, "overhead_mem": 0})
+            a, m = c.overhead(policy.granularity != "neuron" or policy.norm_gate)
+            acc["dense_macs"] += c.dense_macs
+            acc["event_macs"] += c.event_macs
+            acc["events"] += c.gate_t
+            acc["evaluated"] += c.gate_u
+            acc["overhead_arith"] += a
+            acc["overhead_mem"] += m
+        if progress is not None:
+            progress()
+    dense_macs = sum(p["dense_macs"] for p in per_frame)
+    event_macs = sum(p["event_macs"] for p in per_frame)
+    saved = dense_macs - event_macs
+    arith = sum(p["overhead_arith"] for p in per_frame)
+    mem = sum(p["overhead_mem"] for p in per_frame)
+    n = len(per_frame)
+    res = {
+        "model": q.meta.get("model", q.name),
+        "frames": n,
+        "policy": policy.kind,
+        "granularity": policy.granularity,
+        "threshold": q.default_threshold,
+        "input_threshold": q.default_input_threshold if q.default_input_threshold is not None else q.default_threshold,
+        "dense_macs": dense_macs,
+        "event_macs": event_macs,
+        "mac_savings": dense_macs / event_macs if event_macs else float("inf"),
+        "dense_macs_per_frame": dense_macs / n if n else 0,
+        "event_macs_per_frame": event_macs / n if n else 0,
+        "events": sum(p["events"] for p in per_frame),
+        "overhead_arith": arith,
+        "overhead_mem": mem,
+        "overhead_arith_pct_of_saved": 100.0 * arith / saved if saved > 0 else None,
+        "overhead_mem_pct_of_saved": 100.0 * mem / saved if saved > 0 else None,
+        "state_memory_bits": sum(state_memory_bits(q).values()),
+        "max_abs_diff_vs_dense_int": max_int,
+        "max_abs_diff_vs_float": max_float if ref is not None else None,
+        "max_abs_diff_dense_int_vs_float": max_dense_float if ref is not None else None,
+        "output_scale_max": float(out_t.scale.max()),
+        "metric": None,
+        "metric_dense": None,
+        "per_layer": layers,
+        "per_frame": per_frame,
+    }
+    if metric is not None:
+        res["metric"] = float(metric(np.stack(outs) * oscale[None], frames))
+        res["metric_dense"] = float(metric(np.stack(dense_outs) * oscale[None], frames))
+    return res
+
+
+def apply_thresholds(q: QNet, threshold=None, input_threshold=None, bn_scale=None):
+    """Re-map thresholds when the user overrides them (keeps the network's stored ones otherwise)."""
+    if threshold is None and input_threshold is None and bn_scale is None:
+        return q.thresholds
+    return set_thresholds(q, q.default_threshold if threshold is None else threshold,
+                          input_threshold=input_threshold if input_threshold is not None else
+                          (None if threshold is not None else q.default_input_threshold),
+                          bn_scale=q.bn_scale if bn_scale is None else bn_scale)
