@@ -109,8 +109,12 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
     g = graph.copy()
     if input_mean is not None or input_std is not None:
         c = g.input.attrs["shape"][0]
-        mean = np.broadcast_to(np.asarray(input_mean if input_mean is not None else 0.0, float), (c,))
-        std = np.broadcast_to(np.asarray(input_std if input_std is not None else 1.0, float), (c,))
+        try:
+            mean = np.broadcast_to(np.asarray(input_mean if input_mean is not None else 0.0, float), (c,))
+            std = np.broadcast_to(np.asarray(input_std if input_std is not None else 1.0, float), (c,))
+        except ValueError:
+            raise ConfigError(f"--input-mean/--input-std need 1 or {c} values (one per input channel), "
+                              f"not {input_mean!r} / {input_std!r}") from None
         if np.any(std <= 0):
             raise ConfigError(f"--input-std must be positive, not {tuple(std)}")
         g.input_mean, g.input_std = tuple(mean.tolist()), tuple(std.tolist())
@@ -129,12 +133,8 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
     mean = np.asarray(g.input_mean if g.input_mean is not None else np.zeros(cin))
     std = np.asarray(g.input_std if g.input_std is not None else np.ones(cin))
     tin = QTensor("input", tuple(in_shape), 1.0 / (255.0 * std), 0, 255)
-    if len(in_shape) == 1:
-        tin.scale = np.full(in_shape[0], 1.0 / (255.0 * std[0]))
     tensors = {"input": tin}
     zps = {"input": 255.0 * mean} if g.input_mean is not None else {}   # zero points (normalized input only)
-    if g.input_mean is not None and len(in_shape) == 1:
-        zps["input"] = np.full(in_shape[0], 255.0 * mean[0])
     float_of = {g.input.name: "input"}        # float node -> tensor name holding its value
     wmax = (1 << (weight_bits - 1)) - 1
     steps = []

@@ -112,3 +112,16 @@ def test_memory_loss_drift_is_detected_not_wrapped():
     EventModel(q, Policy("evnet")).run(ramp)                   # long-term memory: bounded
     with pytest.raises(AccumulatorOverflowError, match="drifted past its proven bound"):
         EventModel(q, Policy("skipconv")).run(ramp)
+
+
+def test_flat_input_normalization_is_per_feature():
+    b = GraphBuilder((4,))
+    b.linear("input", np.eye(4), None)
+    g = b.build()
+    x = np.array([[217, 100, 30, 250], [0, 255, 128, 5]], np.uint8)
+    q = convert(g, x, input_mean=(0, .25, .5, .75), input_std=1.0, act_bits=12, weight_bits=12)
+    want = run_float(reference_graph(g, q), x.astype(float))[q.output]
+    got = np.stack([dense_forward(q, f)[q.output] for f in x]) * q.layers()[-1].acc_scale
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    with pytest.raises(ConfigError, match="need 1 or 4 values"):
+        convert(g, x, input_mean=(0.1, 0.2))
