@@ -17,7 +17,8 @@ from .golden import POLICIES, Policy, state_memory_bits
 
 DEFAULT_THRESHOLD = 0.05
 err = Console(stderr=True)
-out = Console()
+# Tables are wide: when stdout is a file or pipe, don't wrap them at rich's default of 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def _floats(s):
