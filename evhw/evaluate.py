@@ -66,7 +66,8 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
     tens = q.tensors()
     out_t = tens[q.output]
     oscale = out_t.scale.reshape((-1,) + (1,) * (len(out_t.shape) - 1))
-    per_frame, layers = [], {}
+    per_frame = []
+    layers = {name: None for name in ["input"] + [s.name for s in q.layers()]}   # network order
     outs, dense_outs, float_outs = [], [], []
     max_int = 0
     max_float = max_dense_float = 0.0
@@ -87,8 +88,8 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
         outs.append(r.output)
         dense_outs.append(d)
         for name, c in r.layers.items():
-            acc = layers.setdefault(name, {"dense_macs": 0, "event_macs": 0, "events": 0, "evaluated": 0,
-                                           "overhead_arith": 0, "overhead_mem": 0})
+            acc = layers[name] = layers.get(name) or {"dense_macs": 0, "event_macs": 0, "events": 0, "evaluated": 0,
+                                           "overhead_arith": 0, "overhead_mem": 0}
             a, m = c.overhead(policy.granularity != "neuron" or policy.norm_gate)
             acc["dense_macs"] += c.dense_macs
             acc["event_macs"] += c.event_macs
