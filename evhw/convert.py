@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import AccumulatorWidthError, ConfigError, QuantizationError, UnsupportedOpError
+from .errors import AccumulatorWidthError, ConfigError, QuantizationError, ShapeError, UnsupportedOpError
 from .floatmodel import run_float
 from .ir import VALUE_OPS, Graph, pads4, pair
 from .qnet import QLayer, QNet, QTensor, QView, Term
@@ -122,7 +122,6 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
     in_shape = g.input.attrs["shape"]
     calib = np.asarray(calib_frames)
     if calib.shape[1:] != tuple(in_shape):
-        from .errors import ShapeError
         raise ShapeError(f"calibration frames have shape {calib.shape[1:]}, the model takes {tuple(in_shape)}")
     plan = _segments(g)
     keep = [n.name for _, n, _ in plan] + [ch[-1].name for k, _, ch in plan if ch]
@@ -175,11 +174,10 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
 
         last = chain[-1] if chain else n
         name = n.name            # a layer is named after its accumulator's head node
-        terms, acc_scale, fbias = [], None, np.zeros(n.shape[0] if n.op in LINEAR_OPS else
-                                                      g.node(n.inputs[0]).shape[0])
-        head_is_linear = n.op in LINEAR_OPS
-        acc_shape = tuple(n.shape) if head_is_linear else tuple(g.node(n.inputs[0]).shape)
-        if head_is_linear and n.op in ("conv", "linear"):
+        # an identity head (value op reading a gated tensor) accumulates its input's shape
+        acc_shape = tuple(n.shape) if n.op in LINEAR_OPS else tuple(g.node(n.inputs[0]).shape)
+        terms, acc_scale, fbias = [], None, np.zeros(acc_shape[0])
+        if n.op in ("conv", "linear"):
             src = src_tensor(n.inputs[0], n)
             w = n.params["weight"].astype(np.float64)
             fbias = n.params.get("bias", np.zeros(w.shape[0])).astype(np.float64).copy()
@@ -232,16 +230,10 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
             raise UnsupportedOpError(f"--input-mean/--input-std need the input to feed conv or linear layers "
                                      f"directly; {n.where()} is {n.op!r}")
 
-        ops_ = [c.op for c in chain]
-        act = "none"
-        if "leakyrelu" in ops_:
-            act = "leaky"
-        if "relu6" in ops_:
-            act = "relu6" if act == "none" else act
-        if "relu" in ops_:
-            act = "relu" if act == "none" else act
-        if len([o for o in ops_ if o != "maxpool"]) > 1 and len(set(o for o in ops_ if o != "maxpool")) > 1:
-            raise UnsupportedOpError(f"mixed activations {ops_} after {n.where()} are not supported")
+        acts = {c.op for c in chain if c.op != "maxpool"}      # repeating one activation is idempotent
+        if len(acts) > 1:
+            raise UnsupportedOpError(f"mixed activations {sorted(acts)} after {n.where()} are not supported")
+        act = {"relu": "relu", "relu6": "relu6", "leakyrelu": "leaky"}.get(acts.pop() if acts else None, "none")
         pools = [dict(kernel=pair(c.attrs["kernel"]), stride=pair(c.attrs.get("stride", c.attrs["kernel"])),
                       pads=pads4(c.attrs.get("padding", 0)), dilation=pair(c.attrs.get("dilation", 1)))
                  for c in chain if c.op == "maxpool"]
@@ -298,11 +290,10 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
         if readout:
             hi = acc_bound + int(np.abs(bias).max(initial=0))
             lo = -hi
-        acc_shape_final = acc_shape
         out_shape = tuple(last.shape)
         t = QTensor(name, out_shape, np.asarray(out_scale, float), int(lo), int(hi))
         bn_gamma = np.asarray(n.attrs["bn_gamma"], float) if "bn_gamma" in n.attrs else None
-        steps.append(QLayer(name=name, terms=terms, acc_shape=acc_shape_final, acc_bits=width, acc_bound=acc_bound,
+        steps.append(QLayer(name=name, terms=terms, acc_shape=acc_shape, acc_bits=width, acc_bound=acc_bound,
                             acc_scale=np.asarray(acc_scale, float), bias=bias, mult=mult, shift=shift, act=act,
                             act_hi=act_hi, leaky_num=leaky_num, leaky_shift=LEAKY_SHIFT if act == "leaky" else None,
                             pools=pools, out=t, gated=gated, bn_gamma=bn_gamma, float_node=last.name))

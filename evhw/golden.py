@@ -10,7 +10,7 @@ and the event model checks it every frame). Semantics: docs/semantics.md.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -493,6 +493,3 @@ class EventModel:
                 progress()
         return res
 
-
-def with_policy(policy: Policy, **kw) -> Policy:
-    return replace(policy, **kw)

@@ -89,10 +89,6 @@ class QLayer:
     bn_gamma: np.ndarray | None     # |gamma| of the folded BatchNorm, for threshold scaling
     float_node: str                 # float graph node whose output this layer's value approximates
 
-    @property
-    def pre_pool_shape(self):
-        return self.acc_shape
-
 
 @dataclass
 class QView:

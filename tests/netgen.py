@@ -63,13 +63,7 @@ def random_cnn(seed, *, size=12, channels=1):
 
 
 def z_even(b, name):
-    shape = None
-    for n in b.nodes:
-        if n.name == name:
-            shape = n.shape
-    # shapes are only known after build; recompute cheaply
-    g = b.build(name)
-    shape = g.node(name).shape
+    shape = b.build(name).node(name).shape          # shapes are known only once built
     return shape[1] % 2 == 0 and shape[2] % 2 == 0
 
 

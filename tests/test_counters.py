@@ -76,12 +76,16 @@ def test_grouped_conv_counts_outputs_of_its_group_only():
     assert r.layers["dw"].event_macs == 1 * 9          # one output channel per group, 3x3 outputs
 
 
-def test_linear_macs_and_overheads():
+def _mlp():
     b = GraphBuilder((6,))
     x = b.linear("input", np.eye(4, 6), None, name="l1")
     x = b.op("relu", x, name="r1")
     b.linear(x, np.ones((2, 4)), None, name="l2")
-    q = convert(b.build(), np.array([[10] * 6, [200] * 6], np.uint8))
+    return convert(b.build(), np.array([[10] * 6, [200] * 6], np.uint8))
+
+
+def test_linear_macs_and_overheads():
+    q = _mlp()
     set_thresholds(q, 0.0)
     f0 = np.full(6, 10, np.uint8)
     f1 = f0.copy()
@@ -99,11 +103,7 @@ def test_linear_macs_and_overheads():
 
 
 def test_state_memory_bits():
-    b = GraphBuilder((6,))
-    x = b.linear("input", np.eye(4, 6), None, name="l1")
-    x = b.op("relu", x, name="r1")
-    b.linear(x, np.ones((2, 4)), None, name="l2")
-    q = convert(b.build(), np.array([[10] * 6, [200] * 6], np.uint8))
+    q = _mlp()
     mem = state_memory_bits(q)
     r1 = q.layer("l1")
     # 8-bit unsigned activations: b 8 bits; |d| <= 2*255 -> 10 bits signed
