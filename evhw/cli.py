@@ -16,7 +16,8 @@ from .errors import EvhwError
 from .golden import POLICIES, Policy, state_memory_bits
 
 DEFAULT_THRESHOLD = 0.05
-err = Console(stderr=True)
+# Errors are one line: don't let rich wrap them at 80 columns when stderr is a file or pipe.
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
 # Tables are wide: when stdout is a file or pipe, don't wrap them at rich's default of 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -145,16 +146,18 @@ def info(net):
 def eval_cmd(net, video, policy, threshold, input_threshold, bn_scale, granularity, reset_every, norm_gate,
              rrm_bound, n_frames, as_json):
     """Run NET (.evnet or a bundled model) event-driven over FRAMES; compare with dense integer and float."""
-    from .evaluate import apply_thresholds, evaluate, frames_for, load_network
+    from .evaluate import apply_thresholds, clip_for, evaluate, load_network
     q, g = load_network(net, threshold=DEFAULT_THRESHOLD)
     apply_thresholds(q, threshold, input_threshold, bn_scale)
     pol = Policy(policy, granularity=granularity, reset_every=reset_every, norm_gate=norm_gate, rrm_bound=rrm_bound)
-    source = video or zoo.default_video(q.meta.get("model", net))
-    frames = frames_for(source, q.input.shape, n_frames)
-    p, task = progress(len(frames), f"eval {policy}")
+    model = q.meta.get("model", net)
+    source = video or zoo.default_video(model)
+    clip = clip_for(source, q.input.shape, n_frames)
+    p, task = progress(len(clip), f"eval {policy}")
     with p:
-        res = evaluate(q, g, frames, pol, progress=lambda: p.advance(task), metric=zoo.metric(net))
+        res = evaluate(q, g, clip, pol, progress=lambda: p.advance(task), metric=zoo.metric(model))
     res["video"] = str(source)
+    res["metric_unit"] = zoo.metric_unit(model) if res["metric"] is not None else None
     if as_json:
         click.echo(json.dumps(res, default=_jsonable))
         return
@@ -193,7 +196,9 @@ def eval_table(res):
                      f"{res['overhead_mem_pct_of_saved']:.2f} % of the saved MACs; state memory "
                      f"{res['state_memory_bits'] / 8 / 1024:.1f} KiB")
     if res["metric"] is not None:
-        lines.append(f"metric {res['metric']:.4g} (dense integer {res['metric_dense']:.4g})")
+        u = res.get("metric_unit") or ""
+        fl = f", float {res['metric_float']:.4g} {u}" if res.get("metric_float") is not None else ""
+        lines.append(f"metric {res['metric']:.4g} {u} (dense integer {res['metric_dense']:.4g} {u}{fl})")
     for line in lines:
         grid.add_row(line)
     return grid
@@ -229,38 +234,170 @@ def golden(model, video, n_frames, threshold, as_json):
               f"{res['mac_savings']:.2f}x fewer MACs ({res['machine']})")
 
 
+# ------------------------------------------------------------------------------------ study
+@cli.command()
+@click.option("-o", "--output", default="docs/results", show_default=True, metavar="DIR", help="Report folder.")
+@click.option("--model", "models", multiple=True, help="Conv model(s) to study (default: objects-cnn, enhance-cnn).")
+@click.option("--mlp", default="temporal-digits-mlp", show_default=True, help="MLP for the rounding study ('' skips it).")
+@click.option("--video", "videos", multiple=True, metavar="MODEL=SOURCE", help="Use SOURCE for MODEL.")
+@click.option("--frames", "n_frames", type=int, help="Frames per sequence (default: each source's own).")
+@click.option("--thresholds", help="Comma-separated threshold sweep (default 0.005,...,0.32).")
+@click.option("--tolerance", type=float, default=0.5, show_default=True, help="pp accuracy or dB PSNR for best points.")
+@click.option("--tiny", is_flag=True, help="A tiny configuration (one model, 6 frames, 2 thresholds).")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
+def study(output, models, mlp, videos, n_frames, thresholds, tolerance, tiny, as_json):
+    """Reproduce the EvNet paper's accuracy/operations analyses; write Markdown, JSON and PNG plots."""
+    from .study import StudyConfig, count_runs, run_study
+    cfg = StudyConfig.tiny() if tiny else StudyConfig()
+    if models:
+        cfg.conv_models = tuple(models)
+    cfg.mlp = mlp or None
+    if n_frames is not None:
+        cfg.frames = n_frames
+    if thresholds:
+        th = _floats(thresholds)
+        cfg.thresholds = th if isinstance(th, tuple) else (th,)
+    cfg.tolerance = tolerance
+    for v in videos:
+        m, sep, src = v.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--video takes MODEL=SOURCE, not {v!r}")
+        cfg.videos[m] = src
+    for m in (*cfg.conv_models, *([cfg.mlp] if cfg.mlp else [])):
+        zoo.spec(m)
+    p, task = progress(count_runs(cfg), "study")
+    with p:
+        res = run_study(cfg, output, progress=lambda label: p.advance(task), log=err.print)
+    summary = json.loads((__import__("pathlib").Path(output) / "summary.json").read_text())
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    t = Table(title=f"best evnet operating points (within {tolerance} of dense integer)")
+    for c in ("model", "video", "h", "savings", "metric", "dense int."):
+        t.add_column(c)
+    for m, v in summary.items():
+        if m == "default" or v.get("threshold") is None:
+            continue
+        t.add_row(m, v["video"], f"{v['threshold']:g}", f"{v['mac_savings']:.2f}x", f"{v['metric']:.2f}",
+                  f"{v['metric_dense']:.2f}")
+    out.print(t)
+    out.print(f"report: {output}/report.md ({res['seconds']} s)")
+
+
+# ------------------------------------------------------------------------------------ data
+@cli.group()
+def data():
+    """Workload data that ships inside packages (no downloads at run time)."""
+
+
+@data.command(name="install")
+@click.argument("packages", nargs=-1)
+def data_install(packages):
+    """Fetch and extract the Debian data packages (opencv-doc, dataset-fashion-mnist) into the data folder."""
+    from .datasets import DEBIAN, data_dir, install_debian
+    install_debian(packages or tuple(DEBIAN), echo=out.print)
+    out.print(f"data folder: {data_dir()} (set EVHW_DATA_DIR to move it)")
+
+
+@data.command(name="list")
+def data_list():
+    """Named frame sources and whether their data is installed."""
+    from .datasets import catalog
+    t = Table(title="frame sources (use the name wherever FRAMES is accepted, e.g. --video opencv:vtest)")
+    for c in ("source", "kind", "status"):
+        t.add_column(c)
+    for row in catalog():
+        t.add_row(*row)
+    t.add_row("synthetic:shapes", "synthetic video", "built in")
+    out.print(t)
+
+
+# ------------------------------------------------------------------------------------ zoo
+@cli.group(name="zoo")
+def zoo_cmd():
+    """Bundled reference models."""
+
+
+@zoo_cmd.command(name="list")
+def zoo_list():
+    """The bundled models, their default videos and metrics."""
+    t = Table(title="bundled models (default: " + zoo.DEFAULT_MODEL + ")")
+    for c in ("model", "about", "default video", "metric"):
+        t.add_column(c)
+    for name in zoo.names():
+        m = zoo.spec(name)
+        t.add_row(name, m.about, m.video, (m.metric.__name__ + f" ({m.unit})") if m.metric else "-")
+    out.print(t)
+
+
+@zoo_cmd.command(name="train")
+@click.argument("name")
+@click.option("--steps", type=int, help="Optimizer steps (default: the model's recipe).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("-o", "--output", metavar="WEIGHTS.npz", help="Where to write the weights (default: the package's).")
+@click.option("--json", "as_json", is_flag=True)
+def zoo_train(name, steps, seed, output, as_json):
+    """Train bundled model NAME on CPU with fixed seeds and write its weights."""
+    from .train import RECIPES, train
+    total = steps if steps is not None else RECIPES.get(name, (0,))[0]
+    p, task = progress(total, f"train {name}")
+    with p:
+        res = train(name, steps=steps, seed=seed, out=output,
+                    progress=lambda s, loss: p.update(task, completed=s, description=f"train {name} loss {loss:.4f}"),
+                    log=err.print)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    out.print(f"{name}: {res['steps']} steps in {res['seconds']} s, final loss {res['loss']:.4g}, float metric "
+              f"{res['metric']:.4g} {res['unit']} on {zoo.default_video(name)}; wrote {res['weights']}")
+
+
 # ------------------------------------------------------------------------------------ demo
 @cli.command()
 @click.option("--frames", "n_frames", default=24, show_default=True)
 def demo(n_frames):
-    """Convert the default bundled model and compare EvNet, Skip-Conv, RRM and dense on embedded frames."""
-    from .evaluate import apply_thresholds, convert_model, evaluate, frames_for
+    """Convert the default bundled model and compare EvNet, Skip-Conv, RRM and dense on its default video."""
+    from .evaluate import apply_thresholds, clip_for, convert_model, evaluate, references
     name = zoo.DEFAULT_MODEL
     out.rule(f"evhw demo: {name}")
     q, g = convert_model(name, threshold=DEFAULT_THRESHOLD)
     out.print(layer_table(q))
-    frames = frames_for(zoo.default_video(name), q.input.shape, n_frames)
+    source = zoo.default_video(name)
+    clip = clip_for(source, q.input.shape, n_frames)
+    unit = zoo.metric_unit(name)
     runs = [("evnet", Policy("evnet"), DEFAULT_THRESHOLD), ("skipconv", Policy("skipconv"), DEFAULT_THRESHOLD),
             ("skipconv-reset8", Policy("skipconv", reset_every=8), DEFAULT_THRESHOLD),
             ("rrm", Policy("rrm"), DEFAULT_THRESHOLD), ("dense", Policy("dense"), DEFAULT_THRESHOLD),
             ("evnet h=0", Policy("evnet"), 0.0)]
-    t = Table(title=f"{len(frames)} frames of {zoo.default_video(name)} (synthetic; random-weight network)")
-    for c in ("policy", "h", "MACs/frame", "savings", "events", "max |out - dense int|", "max |out - float|"):
+    t = Table(title=f"{name} on {len(clip)} frames of {source}")
+    for c in ("policy", "h", "MACs/frame", "savings", "events", f"metric ({unit})", "max |out - dense int|",
+              "max |out - float|"):
         t.add_column(c, justify="left" if c == "policy" else "right")
-    p, task = progress(len(runs) * len(frames), "demo")
+    p, task = progress(len(runs) * len(clip), "demo")
     exact = None
+    refs = references(q, g, clip)
     with p:
         for label, pol, h in runs:
             apply_thresholds(q, h)
-            r = evaluate(q, g, frames, pol, progress=lambda: p.advance(task))
+            r = evaluate(q, g, clip, pol, progress=lambda: p.advance(task), metric=zoo.metric(name), refs=refs)
             t.add_row(label, f"{h:g}", f"{r['event_macs_per_frame']:,.0f}", f"{r['mac_savings']:.2f}x",
-                      f"{r['events']:,}", str(r["max_abs_diff_vs_dense_int"]), f"{r['max_abs_diff_vs_float']:.3g}")
+                      f"{r['events']:,}", "-" if r["metric"] is None else f"{r['metric']:.2f}",
+                      str(r["max_abs_diff_vs_dense_int"]), f"{r['max_abs_diff_vs_float']:.3g}")
             if label == "evnet h=0":
                 exact = r["max_abs_diff_vs_dense_int"] == 0
     out.print(t)
     out.print(f"threshold 0 reproduces dense integer inference bit for bit: {'yes' if exact else 'NO'}")
     if not exact:
         sys.exit(1)
+
+
+def _register_hardware_commands():
+    from . import cli_hw, cli_report
+    cli_hw.register(cli)
+    cli_report.register(cli)
+
+
+_register_hardware_commands()
 
 
 def main(argv=None):

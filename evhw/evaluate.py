@@ -33,14 +33,20 @@ def load_graph(spec, *, input_shape=None):
 
 
 def frames_for(source, input_shape, frames=None):
-    from .frames import load_frames
-    return load_frames(source, input_shape=tuple(input_shape), frames=frames)
+    """Frames (uint8 array) from a FRAMES file or source name."""
+    return clip_for(source, input_shape, frames).frames
+
+
+def clip_for(source, input_shape, frames=None):
+    """A :class:`evhw.datasets.Clip`: frames plus the labels/targets a named source carries."""
+    from .datasets import load_clip
+    return load_clip(source, input_shape=tuple(input_shape), frames=frames)
 
 
 def convert_model(spec, *, calib=None, calib_frames=CALIB_FRAMES, input_shape=None, **kw):
     """Float graph + calibration frames -> (QNet, float graph)."""
     g = load_graph(spec, input_shape=input_shape)
-    source = calib or zoo.default_video(spec)
+    source = calib or zoo.calib_video(spec)
     calib_data = frames_for(source, g.input.attrs["shape"], calib_frames)
     q = convert(g, calib_data, **kw)
     q.meta.update(model=str(spec), calib=str(source))
@@ -55,14 +61,35 @@ def load_network(spec, **kw):
     return convert_model(spec, **kw)
 
 
-def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=None):
+def references(q: QNet, graph, frames):
+    """Dense integer and float outputs per frame (policy-independent; pass to :func:`evaluate` to reuse)."""
+    frames = frames.frames if hasattr(frames, "frames") else frames
+    ref = reference_graph(graph, q) if graph is not None else None
+    dense = [dense_forward(q, f)[q.output] for f in frames]
+    flt = None
+    if ref is not None:
+        key = q.meta.get("float_output", ref.output)
+        flt = []
+        for i in range(0, len(frames), 32):
+            fl = run_float(ref, np.asarray(frames[i:i + 32], float), keep=[key])[key]
+            flt += [fl[j].reshape(dense[0].shape) for j in range(len(fl))]
+    return dense, flt
+
+
+def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=None, refs=None):
     """Run ``policy`` over ``frames``; compare with the dense integer and float models.
 
-    Returns the dict behind ``evhw eval --json`` (see docs/semantics.md for the counting rules).
+    ``frames`` is a uint8 array or a :class:`evhw.datasets.Clip`; ``metric(outputs, clip)`` scores
+    the outputs (in float units) against the clip's labels or targets. Returns the dict behind
+    ``evhw eval --json`` (see docs/semantics.md for the counting rules); ``metric``,
+    ``metric_dense`` and ``metric_float`` are None without a metric or without labels/targets, and
+    ``metric_per_frame`` holds the event model's metric frame by frame.
     """
+    clip = frames if hasattr(frames, "frames") else None
+    frames = clip.frames if clip is not None else frames
     model = EventModel(q, policy)
     model.reset()
-    ref = reference_graph(graph, q) if graph is not None else None
+    dense_ref, float_ref = refs if refs is not None else references(q, graph, frames)
     tens = q.tensors()
     out_t = tens[q.output]
     oscale = out_t.scale.reshape((-1,) + (1,) * (len(out_t.shape) - 1))
@@ -73,14 +100,13 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
     max_float = max_dense_float = 0.0
     for i, f in enumerate(frames):
         r = model.step(f)
-        d = dense_forward(q, f)[q.output]
+        d = dense_ref[i]
         diff = int(np.abs(r.output - d).max()) if d.size else 0
         max_int = max(max_int, diff)
         row = r.summary(policy.granularity != "neuron" or policy.norm_gate)
         row["max_abs_diff_vs_dense_int"] = diff
-        if ref is not None:
-            fl = run_float(ref, np.asarray(f, float)[None], keep=[q.meta.get("float_output", ref.output)])
-            fo = next(iter(fl.values()))[0].reshape(r.output.shape)
+        if float_ref is not None:
+            fo = float_ref[i]
             max_float = max(max_float, float(np.abs(r.output * oscale - fo).max()))
             max_dense_float = max(max_dense_float, float(np.abs(d * oscale - fo).max()))
             float_outs.append(fo)
@@ -124,18 +150,32 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
         "overhead_mem_pct_of_saved": 100.0 * mem / saved if saved > 0 else None,
         "state_memory_bits": sum(state_memory_bits(q).values()),
         "max_abs_diff_vs_dense_int": max_int,
-        "max_abs_diff_vs_float": max_float if ref is not None else None,
-        "max_abs_diff_dense_int_vs_float": max_dense_float if ref is not None else None,
+        "max_abs_diff_vs_float": max_float if float_ref is not None else None,
+        "max_abs_diff_dense_int_vs_float": max_dense_float if float_ref is not None else None,
         "output_scale_max": float(out_t.scale.max()),
         "metric": None,
         "metric_dense": None,
         "per_layer": layers,
         "per_frame": per_frame,
     }
-    if metric is not None:
-        res["metric"] = float(metric(np.stack(outs) * oscale[None], frames))
-        res["metric_dense"] = float(metric(np.stack(dense_outs) * oscale[None], frames))
+    res["metric_float"] = None
+    res["metric_per_frame"] = None
+    if metric is not None and clip is not None:
+        ev = np.stack(outs) * oscale[None]
+        m = metric(ev, clip)
+        if m is not None:
+            res["metric"] = float(m)
+            res["metric_dense"] = float(metric(np.stack(dense_outs) * oscale[None], clip))
+            if float_outs:
+                res["metric_float"] = float(metric(np.stack(float_outs), clip))
+            res["metric_per_frame"] = [float(metric(ev[i:i + 1], _clip_slice(clip, i))) for i in range(n)]
     return res
+
+
+def _clip_slice(clip, i):
+    from .datasets import Clip
+    return Clip(clip.frames[i:i + 1], None if clip.labels is None else clip.labels[i:i + 1],
+                None if clip.targets is None else clip.targets[i:i + 1])
 
 
 def apply_thresholds(q: QNet, threshold=None, input_threshold=None, bn_scale=None):

