@@ -354,9 +354,14 @@ def zoo_train(name, steps, seed, output, as_json):
 
 # ------------------------------------------------------------------------------------ demo
 @cli.command()
-@click.option("--frames", "n_frames", default=24, show_default=True)
-def demo(n_frames):
-    """Convert the default bundled model and compare EvNet, Skip-Conv, RRM and dense on its default video."""
+@click.option("--frames", "n_frames", default=24, show_default=True, help="Frames for the golden-model comparison.")
+@click.option("--hw/--no-hw", default=True, show_default=True, help="Also generate and simulate the hardware.")
+@click.option("--hw-frames", default=3, show_default=True, help="Frames to simulate on Verilator.")
+@click.option("--pes", default=4, show_default=True, help="Processing elements of the generated array.")
+@click.option("--build", "build_dir", default="build/demo", show_default=True, help="Where to generate the hardware.")
+def demo(n_frames, hw, hw_frames, pes, build_dir):
+    """Convert the default bundled model, compare EvNet, Skip-Conv, RRM and dense on its default video, then
+    generate its hardware and check it bit-exact against the golden model on Verilator."""
     from .evaluate import apply_thresholds, clip_for, convert_model, evaluate, references
     name = zoo.DEFAULT_MODEL
     out.rule(f"evhw demo: {name}")
@@ -389,6 +394,48 @@ def demo(n_frames):
     out.print(f"threshold 0 reproduces dense integer inference bit for bit: {'yes' if exact else 'NO'}")
     if not exact:
         sys.exit(1)
+    if hw and not demo_hardware(name, clip, pes, hw_frames, build_dir):
+        sys.exit(1)
+
+
+def demo_hardware(name, clip, pes, n_frames, build_dir):
+    """Generate the array for ``name``, simulate ``n_frames`` on Verilator, print the verdict beside the golden
+    model's figures. Returns True when every frame is bit-exact."""
+    from .cli_hw import generate_build
+    from .evaluate import apply_thresholds
+    from .evnet_file import load
+    from .golden import EventModel
+    try:
+        from sim.runner import require
+        from sim.session import simulate
+        require("verilator")
+    except (ImportError, Exception) as e:   # noqa: BLE001 - any missing piece of the simulation stack
+        raise EvhwError(f"the hardware part of the demo needs the sim extra: pip install 'evhw[sim]' ({e})") from None
+    out.rule(f"hardware: {name}, P={pes}, Verilator")
+    err.print(f"generating the array into {build_dir} ...")
+    generate_build(name, pes=pes, out_dir=build_dir, threshold=DEFAULT_THRESHOLD)
+    q, _ = load(f"{build_dir}/net.evnet")
+    apply_thresholds(q, DEFAULT_THRESHOLD)
+    frames = clip.frames[:n_frames]
+    err.print(f"compiling with Verilator and simulating {len(frames)} frames (a few minutes on 2 cores) ...")
+    s = simulate(build_dir, q, frames, policy="evnet", simulator="verilator", seed=1)
+    golden = EventModel(q, Policy("evnet"))
+    t = Table(title=f"RTL vs golden model, evnet h={DEFAULT_THRESHOLD:g}")
+    for c in ("frame", "kind", "golden MACs", "golden events", "RTL cycles", "ideal cycles", "bit-exact"):
+        t.add_column(c, justify="right")
+    for f, row in zip(frames, s["per_frame"]):
+        g = golden.step(f)
+        t.add_row(str(row["frame"]), row["kind"], f"{g.event_macs:,}", f"{g.events:,}", f"{row['cycles']:,}",
+                  f"{row['ideal_cycles']:,.0f}", "yes" if row["bit_exact"] else "NO")
+    out.print(t)
+    busy = s["pe_busy_fraction"]
+    out.print(f"hardware bit-exact with the golden model on every frame and event count: "
+              f"{'yes' if s['bit_exact'] else 'NO'}; PEs busy {100 * busy:.1f} % of the cycles"
+              if busy is not None else f"bit-exact: {s['bit_exact']}")
+    if not s["bit_exact"]:
+        for m in s["mismatches"][:5]:
+            err.print(f"mismatch: {m}")
+    return s["bit_exact"]
 
 
 def _register_hardware_commands():

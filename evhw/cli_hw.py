@@ -81,6 +81,7 @@ def sim_table(res):
 
 def register(cli):
     """Add the hardware commands to the ``evhw`` group."""
+    _register_bench(cli)
 
     @cli.command()
     @click.argument("net")
@@ -181,3 +182,50 @@ class _null:
 
     def __exit__(self, *a):
         return False
+
+
+
+def _register_bench(cli):
+
+    bench_group = cli.commands.get("bench")
+    if bench_group is not None:
+        @bench_group.command(name="hw")
+        @click.option("--model", default="objects-cnn", show_default=True)
+        @click.option("--video", help="Frames (default: the model's default video).")
+        @click.option("--frames", "n_frames", default=4, show_default=True)
+        @click.option("--pes", default="1,2,4,8", show_default=True, help="Comma-separated PE counts.")
+        @click.option("--dense-pes", default=4, show_default=True, help="Also run dense mode at this P.")
+        @click.option("--threshold", type=float, default=0.04, show_default=True)
+        @click.option("--simulator", type=click.Choice(("verilator", "icarus")), default="verilator", show_default=True)
+        @click.option("-o", "--output", default="build/bench", show_default=True, help="Build folder root.")
+        @click.option("--json", "as_json", is_flag=True)
+        def hw(model, video, n_frames, pes, dense_pes, threshold, simulator, output, as_json):
+            """Cycles per frame of the generated array on real video: evnet vs dense, vs ideal, P scaling."""
+            from rich.table import Table
+            from sim.bench import bench_hw
+            c = _cli()
+            p_list = tuple(int(x) for x in pes.split(","))
+            res = bench_hw(model, video=video, frames=n_frames, pes=p_list, dense_pes=dense_pes, threshold=threshold,
+                           simulator=simulator, build_root=output, log=c.err.print)
+            if as_json:
+                click.echo(json.dumps(res))
+                return
+            t = Table(title=f"{model}: {n_frames} frames of {res['video']}, h={threshold:g}, {simulator}")
+            for col in ("P", "policy", "cycles/frame", "event frames: cycles", "ideal", "ratio", "PE busy",
+                        "speed-up vs P=1", "efficiency"):
+                t.add_column(col, justify="right")
+            for r in res["runs"]:
+                ratio = (r["event_frames_cycles"] / r["event_frames_ideal"]
+                         if r["event_frames_cycles"] and r["event_frames_ideal"] else None)
+                t.add_row(str(r["pes"]), r["policy"], f"{r['mean_cycles']:,.0f}",
+                          "-" if r["event_frames_cycles"] is None else f"{r['event_frames_cycles']:,.0f}",
+                          "-" if r["event_frames_ideal"] is None else f"{r['event_frames_ideal']:,.0f}",
+                          "-" if ratio is None else f"{ratio:.2f}x",
+                          "-" if r["pe_busy_fraction"] is None else f"{100 * r['pe_busy_fraction']:.1f} %",
+                          f"{r['speedup_vs_p1']:.2f}x" if "speedup_vs_p1" in r else "-",
+                          f"{100 * r['parallel_efficiency']:.0f} %" if "parallel_efficiency" in r else "-")
+            c.out.print(t)
+            if "dense_over_evnet_cycles" in res:
+                c.out.print(f"dense mode takes {res['dense_over_evnet_cycles']:.2f}x the cycles of evnet mode at "
+                            f"P={dense_pes} on the same hardware and frames")
+

@@ -1,0 +1,563 @@
+"""Processing element: synaptic pipeline (event -> accumulator updates) and gate unit.
+
+Architecture: docs/architecture.md §2-4. PE ``index`` owns channels ``c`` with ``c % P == index``
+of every layer (local channel ``c // P``).
+"""
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory, MemoryData          # after the star import (A1)
+from amaranth.lib.wiring import In, Out
+
+from ..layouts import gate_state_layout, param_layout, pe_event_layout, syn_event_layout, touch_layout
+from ..plan import HwPlan
+
+__all__ = ["PE", "SYN_DEPTH"]
+
+#: Cycles from accepting the last event to the last accumulator write (E1, E2, E3, expander, reads, RMW).
+SYN_DEPTH = 6
+
+
+def _sh(n):
+    return int(n).bit_length() - 1          # log2 of a power of two
+
+
+class PE(wiring.Component):
+    """One processing element.
+
+    Ports
+    -----
+    syn : In(stream)      broadcast events {term, c, y, x, delta}; ready when the expander can take one.
+    evt : Out(stream)     gate events {c (global), y, x, delta}, or readout values in ``delta``.
+    layer : In            layer of the gate phase (sampled with ``gate_start``).
+    gate_start : In       pulse: run the gate phase of ``layer``; ``flush`` / ``memloss`` sampled with it.
+    sweep_start : In      pulse: clear A, BD and T (flush frames; memories ignore ``rst``).
+    idle : Out            no gate phase or sweep running and the synaptic pipeline is empty.
+    syn_idle : Out        the synaptic pipeline is empty.
+    th_we, th_addr, th_data : In     threshold writes (local threshold address).
+    upd, evald, busy : Out           per-cycle pulses for the statistics counters.
+    """
+
+    def __init__(self, plan: HwPlan, *, index):
+        if not isinstance(index, int) or not 0 <= index < plan.pes:
+            raise ValueError(f"PE index must be in 0..{plan.pes - 1}, not {index!r}")
+        self.plan, self.index = plan, index
+        p, i = plan, index
+        self.acc_data = MemoryData(shape=signed(p.acc_w), depth=p.acc_depth[i], init=[])
+        self.bd_data = MemoryData(shape=gate_state_layout(p), depth=p.bd_depth[i], init=[])
+        self.touched_data = MemoryData(shape=1, depth=p.touch_depth[i], init=[])
+        self.th_data_mem = MemoryData(shape=unsigned(p.th_w), depth=len(p.th_init[i]), init=p.th_init[i])
+        super().__init__({
+            "syn":         In(stream.Signature(syn_event_layout(p))),
+            "evt":         Out(stream.Signature(pe_event_layout(p))),
+            "layer":       In(range(max(p.n_layers, 2))),
+            "gate_start":  In(1),
+            "flush":       In(1),
+            "memloss":     In(1),
+            "sweep_start": In(1),
+            "idle":        Out(1),
+            "syn_idle":    Out(1),
+            "th_we":       In(1),
+            "th_addr":     In(range(max(len(p.th_init[i]), 2))),
+            "th_data":     In(unsigned(p.th_w)),
+            "upd":         Out(1),
+            "evald":       Out(1),
+            "busy":        Out(1),
+        })
+
+    # ------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        p, pe, P = self.plan, self.index, self.plan.pes
+        own_max = max(max(l.own[pe] for l in p.layers), 1)
+        tl = touch_layout(p, pe)
+
+        m.submodules.acc = acc = Memory(data=self.acc_data)
+        m.submodules.bd = bd = Memory(data=self.bd_data)
+        m.submodules.touched = touched = Memory(data=self.touched_data)
+        m.submodules.tlist = tlist = Memory(shape=tl, depth=p.touch_depth[pe], init=[])
+        m.submodules.wmem = wmem = Memory(shape=signed(p.weight_w), depth=len(p.weights[pe]),
+                                          init=p.weights[pe])
+        m.submodules.pmem = pmem = Memory(shape=param_layout(p), depth=len(p.params[pe]),
+                                          init=[{"bias": b, "mult": mu, "shift": s} for b, mu, s in p.params[pe]])
+        m.submodules.thmem = thmem = Memory(data=self.th_data_mem)
+
+        acc_w = acc.write_port()
+        acc_r = acc.read_port(transparent_for=(acc_w,))
+        bd_w = bd.write_port()
+        bd_r = bd.read_port()
+        t_w = touched.write_port()
+        t_r = touched.read_port(transparent_for=(t_w,))
+        tl_w = tlist.write_port()
+        tl_r = tlist.read_port()
+        w_r = wmem.read_port()
+        p_r = pmem.read_port()
+        th_w = thmem.write_port()
+        th_r = thmem.read_port()
+        m.d.comb += [th_w.en.eq(self.th_we), th_w.addr.eq(self.th_addr), th_w.data.eq(self.th_data)]
+
+        sweeping = Signal()
+        gating = Signal()
+
+        # ======================================================================================
+        # synaptic pipeline: E1 input register, E2 output-window ranges, E3 first addresses,
+        # U0 expander (incremental address counters), U1 reads, U2 read-modify-write
+        ip = self.syn.payload
+        sw = max(p.y_w, p.x_w) + 8
+        ch_shape = range(own_max + 1)
+        wa_w, aa_w = len(w_r.addr), len(acc_r.addr)
+        ga_w = max(p.touch_depth[pe], 2).bit_length()
+
+        def sig(shape, name):
+            return Signal(shape, name=name)
+
+        # E1
+        e1_valid, e1 = Signal(), Signal(syn_event_layout(p))
+        # E2
+        e2_valid = Signal()
+        e2_term, e2_c, e2_delta = Signal.like(e1.term), Signal(p.c_w), Signal.like(e1.delta)
+        e2_ny, e2_nx = Signal(signed(sw)), Signal(signed(sw))
+        e2_chlo, e2_chhi = Signal(ch_shape), Signal(ch_shape)
+        e2_oylo, e2_oyhi, e2_oxlo, e2_oxhi = Signal(p.y_w), Signal(p.y_w), Signal(p.x_w), Signal(p.x_w)
+        # E3
+        e3_valid = Signal()
+        e3_term, e3_delta = Signal.like(e1.term), Signal.like(e1.delta)
+        e3_chlo, e3_chhi = Signal(ch_shape), Signal(ch_shape)
+        e3_oylo, e3_oyhi, e3_oxlo, e3_oxhi = Signal(p.y_w), Signal(p.y_w), Signal(p.x_w), Signal(p.x_w)
+        e3_w0, e3_a0, e3_g0 = Signal(wa_w), Signal(aa_w), Signal(ga_w)
+        e3_gy0, e3_py0, e3_gx0, e3_px0 = Signal(p.y_w), Signal(8), Signal(p.x_w), Signal(8)
+        # U0 expander
+        cur_valid = Signal()
+        cur_term, cur_delta = Signal.like(e1.term), Signal.like(e1.delta)
+        ch, ch_hi = Signal(ch_shape), Signal(ch_shape)
+        oy, oy_lo, oy_hi = Signal(p.y_w), Signal(p.y_w), Signal(p.y_w)
+        ox, ox_lo, ox_hi = Signal(p.x_w), Signal(p.x_w), Signal(p.x_w)
+        w, w_row, w_ch = Signal(wa_w), Signal(wa_w), Signal(wa_w)
+        a, a_row, a_ch = Signal(aa_w), Signal(aa_w), Signal(aa_w)
+        g, g_row, g_ch = Signal(ga_w), Signal(ga_w), Signal(ga_w)
+        gy, gy0, py, py0 = Signal(p.y_w), Signal(p.y_w), Signal(8), Signal(8)
+        gx, gx0, px, px0 = Signal(p.x_w), Signal(p.x_w), Signal(8), Signal(8)
+        # per-term steps, latched with the event
+        dwx, dwy, dwc = Signal(wa_w), Signal(wa_w), Signal(wa_w)
+        day, dac = Signal(aa_w), Signal(aa_w)
+        dgy, dgc = Signal(ga_w), Signal(ga_w)
+        pym, pxm = Signal(8), Signal(8)
+        ghc, gwc, gated_t = Signal(p.y_w + 1), Signal(p.x_w + 1), Signal()
+
+        last = Signal()
+        cur_ready, e3_ready, e2_ready, e1_ready = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [
+            last.eq((ox == ox_hi) & (oy == oy_hi) & (ch == ch_hi)),
+            cur_ready.eq(~cur_valid | last),
+            e3_ready.eq(~e3_valid | cur_ready),
+            e2_ready.eq(~e2_valid | e3_ready),
+            e1_ready.eq(~e1_valid | e2_ready),
+            self.syn.ready.eq(~sweeping & ~gating & e1_ready),
+        ]
+
+        # E1: register the broadcast event
+        with m.If(e1_ready):
+            m.d.sync += [e1_valid.eq(self.syn.valid & self.syn.ready), e1.eq(ip)]
+
+        # E2: owned-channel range and output-window range; events reaching nothing are dropped here
+        n_empty = Signal()
+        n = {k: Signal.like(v, name=f"n_{k}") for k, v in
+             dict(chlo=e2_chlo, chhi=e2_chhi, oylo=e2_oylo, oyhi=e2_oyhi, oxlo=e2_oxlo, oxhi=e2_oxhi).items()}
+        ny, nx = Signal(signed(sw)), Signal(signed(sw))
+        with m.Switch(e1.term):
+            for t in p.terms:
+                lay = p.layers[t.layer]
+                with m.Case(t.index):
+                    m.d.comb += [ny.eq(e1.y + t.pads[0]), nx.eq(e1.x + t.pads[1])]
+                    if t.kind in ("conv", "linear"):
+                        own = lay.own[pe]
+                        m.d.comb += [n["chlo"].eq(0), n["chhi"].eq(max(own - 1, 0))]
+                        ch_ok = Const(int(own > 0))
+                    else:                                        # sumpool, scale: the event's own channel
+                        m.d.comb += [n["chlo"].eq(e1.c // P), n["chhi"].eq(e1.c // P)]
+                        ch_ok = (e1.c % P) == pe
+                    if t.kind in ("linear", "scale"):
+                        if t.kind == "scale":
+                            m.d.comb += [n["oylo"].eq(e1.y), n["oyhi"].eq(e1.y),
+                                         n["oxlo"].eq(e1.x), n["oxhi"].eq(e1.x)]
+                        else:
+                            m.d.comb += [n["oylo"].eq(0), n["oyhi"].eq(0), n["oxlo"].eq(0), n["oxhi"].eq(0)]
+                        m.d.comb += n_empty.eq(~ch_ok)
+                    else:
+                        kh, kw = t.kernel
+                        sy, sx = _sh(t.stride[0]), _sh(t.stride[1])
+                        oh, ow = t.out_shape[1], t.out_shape[2]
+                        ylo = Signal(signed(sw), name=f"ylo_{t.index}")
+                        yhi = Signal(signed(sw), name=f"yhi_{t.index}")
+                        xlo = Signal(signed(sw), name=f"xlo_{t.index}")
+                        xhi = Signal(signed(sw), name=f"xhi_{t.index}")
+                        m.d.comb += [
+                            # first output whose window holds the input: ceil((n - (k-1)) / s), >= 0
+                            ylo.eq((ny - (kh - 1) + (1 << sy) - 1) >> sy),
+                            xlo.eq((nx - (kw - 1) + (1 << sx) - 1) >> sx),
+                            yhi.eq(ny >> sy), xhi.eq(nx >> sx),
+                        ]
+                        cyl = Mux(ylo < 0, 0, ylo)
+                        cyh = Mux(yhi > oh - 1, oh - 1, yhi)
+                        cxl = Mux(xlo < 0, 0, xlo)
+                        cxh = Mux(xhi > ow - 1, ow - 1, xhi)
+                        m.d.comb += [n["oylo"].eq(cyl), n["oyhi"].eq(cyh), n["oxlo"].eq(cxl), n["oxhi"].eq(cxh),
+                                     n_empty.eq((cyl > cyh) | (cxl > cxh) | (oh == 0) | (ow == 0) | ~ch_ok)]
+        with m.If(e2_ready):
+            m.d.sync += [e2_valid.eq(e1_valid & ~n_empty), e2_term.eq(e1.term), e2_c.eq(e1.c),
+                         e2_delta.eq(e1.delta), e2_ny.eq(ny), e2_nx.eq(nx),
+                         e2_chlo.eq(n["chlo"]), e2_chhi.eq(n["chhi"]), e2_oylo.eq(n["oylo"]), e2_oyhi.eq(n["oyhi"]),
+                         e2_oxlo.eq(n["oxlo"]), e2_oxhi.eq(n["oxhi"])]
+
+        # E3: the first update's weight, accumulator and gate addresses (constant multiplies only)
+        with m.If(e3_ready):
+            m.d.sync += [e3_valid.eq(e2_valid), e3_term.eq(e2_term), e3_delta.eq(e2_delta),
+                         e3_chlo.eq(e2_chlo), e3_chhi.eq(e2_chhi), e3_oylo.eq(e2_oylo), e3_oyhi.eq(e2_oyhi),
+                         e3_oxlo.eq(e2_oxlo), e3_oxhi.eq(e2_oxhi)]
+            with m.Switch(e2_term):
+                for t in p.terms:
+                    lay = p.layers[t.layer]
+                    with m.Case(t.index):
+                        kh, kw = t.kernel
+                        cin, sh_, sw_ = t.src_shape
+                        if t.kind == "conv":
+                            ky0 = e2_ny - (e2_oylo << _sh(t.stride[0]))
+                            kx0 = e2_nx - (e2_oxlo << _sh(t.stride[1]))
+                            m.d.sync += e3_w0.eq(t.wbase[pe] + e2_c * (kh * kw) + ky0 * kw + kx0)
+                        elif t.kind == "linear":
+                            m.d.sync += e3_w0.eq(t.wbase[pe] + e2_c * (sh_ * sw_) + e2_ny * sw_ + e2_nx)
+                        elif t.kind == "scale":
+                            m.d.sync += e3_w0.eq(t.wbase[pe] + e2_chlo)
+                        else:
+                            m.d.sync += e3_w0.eq(t.wbase[pe])
+                        _, ah, aw = lay.acc_shape
+                        m.d.sync += e3_a0.eq(lay.abase[pe] + e2_chlo * (ah * aw) + e2_oylo * aw + e2_oxlo)
+                        if lay.gated:
+                            _, gh, gw = lay.gate_shape
+                            pky, pkx = lay.pool
+                            gy_ = e2_oylo // pky if pky > 1 else e2_oylo
+                            gx_ = e2_oxlo // pkx if pkx > 1 else e2_oxlo
+                            m.d.sync += [e3_g0.eq(e2_chlo * (gh * gw) + gy_ * gw + gx_), e3_gy0.eq(gy_),
+                                         e3_gx0.eq(gx_),
+                                         e3_py0.eq(e2_oylo % pky if pky > 1 else 0),
+                                         e3_px0.eq(e2_oxlo % pkx if pkx > 1 else 0)]
+
+        # U0: one update per cycle; the addresses step by per-term constants
+        with m.If(cur_ready):
+            m.d.sync += [cur_valid.eq(e3_valid), cur_term.eq(e3_term), cur_delta.eq(e3_delta),
+                         ch.eq(e3_chlo), ch_hi.eq(e3_chhi),
+                         oy.eq(e3_oylo), oy_lo.eq(e3_oylo), oy_hi.eq(e3_oyhi),
+                         ox.eq(e3_oxlo), ox_lo.eq(e3_oxlo), ox_hi.eq(e3_oxhi),
+                         w.eq(e3_w0), w_row.eq(e3_w0), w_ch.eq(e3_w0),
+                         a.eq(e3_a0), a_row.eq(e3_a0), a_ch.eq(e3_a0),
+                         g.eq(e3_g0), g_row.eq(e3_g0), g_ch.eq(e3_g0),
+                         gy.eq(e3_gy0), gy0.eq(e3_gy0), py.eq(e3_py0), py0.eq(e3_py0),
+                         gx.eq(e3_gx0), gx0.eq(e3_gx0), px.eq(e3_px0), px0.eq(e3_px0)]
+            with m.Switch(e3_term):
+                for t in p.terms:
+                    lay = p.layers[t.layer]
+                    with m.Case(t.index):
+                        kh, kw = t.kernel
+                        cin = t.src_shape[0]
+                        _, ah, aw = lay.acc_shape
+                        wmask, amask = (1 << wa_w) - 1, (1 << aa_w) - 1
+                        if t.kind == "conv":
+                            steps = (-t.stride[1], -t.stride[0] * kw, cin * kh * kw)
+                        elif t.kind == "linear":
+                            steps = (0, 0, t.src_flat)
+                        elif t.kind == "scale":
+                            steps = (0, 0, 1)
+                        else:
+                            steps = (0, 0, 0)
+                        m.d.sync += [dwx.eq(steps[0] & wmask), dwy.eq(steps[1] & wmask), dwc.eq(steps[2] & wmask),
+                                     day.eq(aw & amask), dac.eq((ah * aw) & amask)]
+                        if lay.gated:
+                            _, gh, gw = lay.gate_shape
+                            gmask = (1 << ga_w) - 1
+                            m.d.sync += [dgy.eq(gw & gmask), dgc.eq((gh * gw) & gmask),
+                                         pym.eq(lay.pool[0] - 1), pxm.eq(lay.pool[1] - 1),
+                                         ghc.eq(gh), gwc.eq(gw), gated_t.eq(1)]
+                        else:
+                            m.d.sync += gated_t.eq(0)
+        with m.Else():                                   # cur_valid & ~last: next update
+            with m.If(ox != ox_hi):
+                m.d.sync += [ox.eq(ox + 1), w.eq(w + dwx), a.eq(a + 1)]
+                with m.If(px == pxm):
+                    m.d.sync += [px.eq(0), gx.eq(gx + 1), g.eq(g + 1)]
+                with m.Else():
+                    m.d.sync += px.eq(px + 1)
+            with m.Elif(oy != oy_hi):
+                m.d.sync += [ox.eq(ox_lo), oy.eq(oy + 1), w.eq(w_row + dwy), w_row.eq(w_row + dwy),
+                             a.eq(a_row + day), a_row.eq(a_row + day), gx.eq(gx0), px.eq(px0)]
+                with m.If(py == pym):
+                    m.d.sync += [py.eq(0), gy.eq(gy + 1), g.eq(g_row + dgy), g_row.eq(g_row + dgy)]
+                with m.Else():
+                    m.d.sync += [py.eq(py + 1), g.eq(g_row)]
+            with m.Else():
+                m.d.sync += [ch.eq(ch + 1), oy.eq(oy_lo), ox.eq(ox_lo),
+                             w.eq(w_ch + dwc), w_row.eq(w_ch + dwc), w_ch.eq(w_ch + dwc),
+                             a.eq(a_ch + dac), a_row.eq(a_ch + dac), a_ch.eq(a_ch + dac),
+                             g.eq(g_ch + dgc), g_row.eq(g_ch + dgc), g_ch.eq(g_ch + dgc),
+                             gy.eq(gy0), py.eq(py0), gx.eq(gx0), px.eq(px0)]
+        gv = Signal()
+        m.d.comb += [gv.eq(gated_t & (gy < ghc) & (gx < gwc)), w_r.addr.eq(w), w_r.en.eq(1)]
+
+        # U1: weight word arrives; accumulator and touched bit are read
+        u1_valid, u1_aa, u1_delta = Signal(), Signal(aa_w), Signal.like(cur_delta)
+        u1_gv, u1_ga, u1_gco = Signal(), Signal(ga_w), Signal(tl)
+        m.d.sync += [u1_valid.eq(cur_valid), u1_aa.eq(a), u1_delta.eq(cur_delta),
+                     u1_gv.eq(cur_valid & gv), u1_ga.eq(g), u1_gco.c.eq(ch), u1_gco.y.eq(gy), u1_gco.x.eq(gx)]
+        # U2: read-modify-write. The read (U1) is one cycle before the write (U2), and the read
+        # ports are transparent to the write ports: back-to-back updates of one address see each
+        # other without stalls.
+        u2_valid, u2_aa, u2_prod = Signal(), Signal(aa_w), Signal(signed(p.weight_w + p.delta_w))
+        u2_gv, u2_ga, u2_gco = Signal(), Signal(ga_w), Signal(tl)
+        m.d.sync += [u2_valid.eq(u1_valid), u2_aa.eq(u1_aa), u2_prod.eq(w_r.data * u1_delta),
+                     u2_gv.eq(u1_gv), u2_ga.eq(u1_ga), u2_gco.eq(u1_gco)]
+        touch_n = Signal(range(p.touch_depth[pe] + 1))
+        new_touch = Signal()
+        m.d.comb += [new_touch.eq(u2_gv & ~t_r.data), self.upd.eq(u2_valid)]
+        m.d.comb += [tl_w.addr.eq(touch_n), tl_w.data.eq(u2_gco), tl_w.en.eq(new_touch)]
+        with m.If(new_touch):
+            m.d.sync += touch_n.eq(touch_n + 1)
+        syn_idle = ~e1_valid & ~e2_valid & ~e3_valid & ~cur_valid & ~u1_valid & ~u2_valid
+        m.d.comb += self.syn_idle.eq(syn_idle)
+
+        # ======================================================================================
+        # gate unit, one tap per cycle; every stage advances on `adv` (output accepted or empty):
+        # G0 element/tap generator, G1 touched-list word, GA addresses, GR A/param/threshold reads,
+        # GX a + bias, GM product, GS rounding shift, GF activation + BD read, GC clamp + pool max,
+        # G3 gate rule (BD write), G4 output register
+        layer = Signal.like(self.layer)
+        flush = Signal()
+        memloss = Signal()
+        readout = Signal()
+        g_more = Signal()
+        idx = Signal(range(p.touch_depth[pe] + 1))
+        gc = Signal(range(own_max + 1))
+        gyc, gxc = Signal(p.y_w), Signal(p.x_w)
+        ty, tx = Signal(8), Signal(8)
+        all_mode = flush | readout
+
+        out_valid = Signal()
+        out = Signal(pe_event_layout(p))
+        adv = Signal()
+        m.d.comb += [adv.eq(~out_valid | self.evt.ready), self.evt.valid.eq(out_valid), self.evt.payload.eq(out)]
+
+        # per-layer constants for the running layer
+        own_l = Signal.like(gc)
+        gh_l, gw_l = Signal(p.y_w + 1), Signal(p.x_w + 1)
+        pkh_l, pkw_l = Signal(8), Signal(8)
+        with m.Switch(layer):
+            for l in p.layers:
+                with m.Case(l.index):
+                    m.d.comb += [own_l.eq(l.own[pe]), gh_l.eq(l.gate_shape[1]), gw_l.eq(l.gate_shape[2]),
+                                 pkh_l.eq(l.pool[0] - 1), pkw_l.eq(l.pool[1] - 1), readout.eq(int(l.readout))]
+
+        g0_valid = Signal()
+        m.d.comb += g0_valid.eq(gating & g_more)
+        last_tap = (ty == pkh_l) & (tx == pkw_l)
+        g1_valid, g1_first, g1_last = Signal(), Signal(), Signal()
+        g1_co = Signal(tl)
+        g1_ty, g1_tx = Signal.like(ty), Signal.like(tx)
+        m.d.comb += [tl_r.addr.eq(idx), tl_r.en.eq(adv)]
+        with m.If(adv):
+            m.d.sync += [g1_valid.eq(g0_valid), g1_first.eq((ty == 0) & (tx == 0)), g1_last.eq(last_tap),
+                         g1_co.c.eq(gc), g1_co.y.eq(gyc), g1_co.x.eq(gxc), g1_ty.eq(ty), g1_tx.eq(tx)]
+            with m.If(g0_valid):
+                with m.If(tx != pkw_l):
+                    m.d.sync += tx.eq(tx + 1)
+                with m.Else():
+                    m.d.sync += tx.eq(0)
+                    with m.If(ty != pkh_l):
+                        m.d.sync += ty.eq(ty + 1)
+                    with m.Else():
+                        m.d.sync += ty.eq(0)
+                        # next element
+                        with m.If(all_mode):
+                            with m.If(gxc != gw_l - 1):
+                                m.d.sync += gxc.eq(gxc + 1)
+                            with m.Else():
+                                m.d.sync += gxc.eq(0)
+                                with m.If(gyc != gh_l - 1):
+                                    m.d.sync += gyc.eq(gyc + 1)
+                                with m.Else():
+                                    m.d.sync += [gyc.eq(0), gc.eq(gc + 1)]
+                                    with m.If(gc == own_l - 1):
+                                        m.d.sync += g_more.eq(0)
+                        with m.Else():
+                            m.d.sync += idx.eq(idx + 1)
+                            with m.If(idx == touch_n - 1):
+                                m.d.sync += g_more.eq(0)
+
+        def stage(prefix, src, **fields):
+            """Pipeline registers advancing on `adv`: {name: (signal-like, value)}."""
+            regs = {}
+            for k, (like, val) in fields.items():
+                r = Signal.like(like, name=f"{prefix}_{k}")
+                regs[k] = r
+                with m.If(adv):
+                    m.d.sync += r.eq(val)
+            return regs
+
+        # G1 -> GA: element coordinates (counters in flush/readout, else the touched list)
+        g1_e = Signal(tl)
+        m.d.comb += g1_e.eq(Mux(all_mode, g1_co, tl_r.data))
+        ga = stage("ga", None, valid=(g1_valid, g1_valid), first=(g1_first, g1_first), last=(g1_last, g1_last),
+                   e=(g1_e, g1_e), ty=(g1_ty, g1_ty), tx=(g1_tx, g1_tx))
+        # GA: addresses (per-layer constant multiplies), registered
+        n_acc, n_pa, n_ta = Signal.like(acc_r.addr), Signal.like(p_r.addr), Signal.like(th_r.addr)
+        n_bd, n_loc = Signal.like(bd_r.addr), Signal(ga_w)
+        e_ = ga["e"]
+        with m.Switch(layer):
+            for l in p.layers:
+                with m.Case(l.index):
+                    _, ah, aw = l.acc_shape
+                    _, gh, gw = l.gate_shape
+                    m.d.comb += [
+                        n_acc.eq(l.abase[pe] + e_.c * (ah * aw) + (e_.y * l.pool[0] + ga["ty"]) * aw
+                                 + e_.x * l.pool[1] + ga["tx"]),
+                        n_pa.eq(l.pbase[pe] + e_.c),
+                        n_loc.eq(e_.c * (gh * gw) + e_.y * gw + e_.x),
+                    ]
+                    if l.gated:
+                        m.d.comb += [n_ta.eq(l.tbase[pe] + e_.c), n_bd.eq(l.gbase[pe] + n_loc)]
+        gr = stage("gr", None, valid=(ga["valid"], ga["valid"]), first=(ga["first"], ga["first"]),
+                   last=(ga["last"], ga["last"]), e=(e_, e_), acc=(n_acc, n_acc), pa=(n_pa, n_pa), ta=(n_ta, n_ta),
+                   bd=(n_bd, n_bd), loc=(n_loc, n_loc))
+        # GR: memory reads
+        m.d.comb += [p_r.addr.eq(gr["pa"]), p_r.en.eq(adv), th_r.addr.eq(gr["ta"]), th_r.en.eq(adv)]
+        pipe = ("valid", "first", "last", "e", "bd", "loc")
+        gx_ = stage("gx", None, **{k: (gr[k], gr[k]) for k in pipe})
+        # GX: x = a + bias; mult, shift and threshold registered
+        vw = p.value_w + 1
+        xw = max(p.acc_w, p.bias_w) + 1
+        x_ = Signal(signed(xw))
+        m.d.comb += x_.eq(acc_r.data + p_r.data.bias)
+        hneg = Signal(signed(p.th_w + 1))
+        m.d.comb += hneg.eq(-th_r.data)
+        gm = stage("gm", None, **{k: (gx_[k], gx_[k]) for k in pipe}, x=(x_, x_),
+                   mult=(p_r.data.mult, p_r.data.mult), shift=(p_r.data.shift, p_r.data.shift),
+                   h=(th_r.data, th_r.data), hn=(hneg, hneg))
+        # GM: product and rounding constant
+        prod = Signal(signed(xw + 17))
+        rnd = Signal(xw + 17)
+        m.d.comb += [prod.eq(gm["x"] * gm["mult"]), rnd.eq((Const(1, xw + 17) << gm["shift"]) >> 1)]
+        gs = stage("gs", None, **{k: (gm[k], gm[k]) for k in pipe + ("x", "shift", "h", "hn")},
+                   prod=(prod, prod), rnd=(rnd, rnd))
+        # GS: rounding shift
+        rq = Signal(signed(xw + 17))
+        m.d.comb += rq.eq((gs["prod"] + gs["rnd"]) >> gs["shift"])
+        gf = stage("gf", None, **{k: (gs[k], gs[k]) for k in pipe + ("x", "h", "hn")}, rq=(rq, rq))
+        # GF: activation (per layer)
+        act = Signal(signed(xw + 17))
+        r_ = gf["rq"]
+        with m.Switch(layer):
+            for l in p.layers:
+                with m.Case(l.index):
+                    if not l.requant:
+                        m.d.comb += act.eq(gf["x"])
+                    elif l.act == "relu":
+                        m.d.comb += act.eq(Mux(r_ < 0, 0, r_))
+                    elif l.act == "relu6":
+                        m.d.comb += act.eq(Mux(r_ < 0, 0, Mux(r_ > l.act_hi, l.act_hi, r_)))
+                    elif l.act == "leaky":
+                        m.d.comb += act.eq(Mux(r_ >= 0, r_, (r_ * l.leaky_num) >> l.leaky_shift))
+                    else:
+                        m.d.comb += act.eq(r_)
+        gcl = stage("gc", None, **{k: (gf[k], gf[k]) for k in pipe + ("h", "hn")}, act=(act, act))
+        # GC: clamp, running max over the pool window, BD read
+        vpre = Signal(signed(max(vw, xw) + 1))
+        ac = gcl["act"]
+        with m.Switch(layer):
+            for l in p.layers:
+                with m.Case(l.index):
+                    if l.requant:
+                        m.d.comb += vpre.eq(Mux(ac < l.lo, l.lo, Mux(ac > l.hi, l.hi, ac)))
+                    else:
+                        m.d.comb += vpre.eq(ac)
+        vmax = Signal.like(vpre)
+        vcur = Signal.like(vpre)
+        m.d.comb += vcur.eq(Mux(gcl["first"] | (vpre > vmax), vpre, vmax))
+        with m.If(adv & gcl["valid"]):
+            m.d.sync += vmax.eq(vcur)
+        # BD is read one stage early (from GF) and its word registered into G3 with the element:
+        # the gate rule starts from flip-flops, not from the block RAM's output. No hazard: the
+        # elements of one gate phase are distinct.
+        m.d.comb += [bd_r.addr.eq(gf["bd"]), bd_r.en.eq(adv)]
+        g3_bdq = Signal(gate_state_layout(p))
+        with m.If(adv):
+            m.d.sync += g3_bdq.eq(bd_r.data)
+
+        g3_valid = Signal()
+        with m.If(adv):
+            m.d.sync += g3_valid.eq(gcl["valid"] & gcl["last"])
+        g3 = stage("g3", None, e=(gcl["e"], gcl["e"]), v=(vcur, vcur), h=(gcl["h"], gcl["h"]),
+                   hn=(gcl["hn"], gcl["hn"]), bd=(gcl["bd"], gcl["bd"]), loc=(gcl["loc"], gcl["loc"]))
+        g3_e, g3_v, g3_bd, g3_loc = g3["e"], g3["v"], g3["bd"], g3["loc"]
+
+        # G3: d += v - b; b = v; fire = |d| > H (flush: d != 0)
+        dn = Signal(signed(max(p.gate_delta_w, vw) + 2))
+        fire = Signal()
+        m.d.comb += [
+            dn.eq(g3_bdq.d + g3_v - g3_bdq.b),
+            fire.eq(Mux(flush, dn != 0, (dn > g3["h"]) | (dn < g3["hn"]))),
+        ]
+        gate_we = adv & g3_valid & ~readout
+        m.d.comb += self.evald.eq(gate_we)
+        with m.If(adv):
+            m.d.sync += [
+                out_valid.eq(g3_valid & (readout | fire)),
+                out.c.eq(g3_e.c * P + pe), out.y.eq(g3_e.y), out.x.eq(g3_e.x),
+                out.delta.eq(Mux(readout, g3_v, dn)),
+            ]
+        g_busy = g1_valid | ga["valid"] | gr["valid"] | gx_["valid"] | gm["valid"] | gs["valid"] | gf["valid"] \
+            | gcl["valid"] | g3_valid | out_valid
+
+        # ======================================================================================
+        # control: gate phase, sweep, shared write ports
+        sweep_ptr = Signal(range(max(p.acc_depth[pe], p.bd_depth[pe], p.touch_depth[pe]) + 1))
+        sweep_end = max(p.acc_depth[pe], p.bd_depth[pe], p.touch_depth[pe])
+        with m.If(sweeping):
+            m.d.comb += [
+                acc_w.addr.eq(sweep_ptr), acc_w.data.eq(0), acc_w.en.eq(sweep_ptr < p.acc_depth[pe]),
+                bd_w.addr.eq(sweep_ptr), bd_w.data.eq(0), bd_w.en.eq(sweep_ptr < p.bd_depth[pe]),
+                t_w.addr.eq(sweep_ptr), t_w.data.eq(0), t_w.en.eq(sweep_ptr < p.touch_depth[pe]),
+            ]
+            m.d.sync += sweep_ptr.eq(sweep_ptr + 1)
+            with m.If(sweep_ptr == sweep_end - 1):
+                m.d.sync += [sweeping.eq(0), touch_n.eq(0)]
+        with m.Elif(gating):
+            m.d.comb += [
+                acc_r.addr.eq(gr["acc"]), acc_r.en.eq(adv),
+                bd_w.addr.eq(g3_bd), bd_w.en.eq(gate_we),
+                bd_w.data.b.eq(g3_v), bd_w.data.d.eq(Mux(memloss | fire, 0, dn)),
+                t_w.addr.eq(g3_loc), t_w.data.eq(0), t_w.en.eq(adv & g3_valid),
+            ]
+            with m.If(~g_more & ~g_busy):
+                m.d.sync += [gating.eq(0), touch_n.eq(0)]
+        with m.Else():
+            m.d.comb += [
+                acc_r.addr.eq(u1_aa), acc_r.en.eq(1),
+                acc_w.addr.eq(u2_aa), acc_w.data.eq(acc_r.data + u2_prod), acc_w.en.eq(u2_valid),
+                t_r.addr.eq(u1_ga), t_r.en.eq(1),
+                t_w.addr.eq(u2_ga), t_w.data.eq(1), t_w.en.eq(new_touch),
+            ]
+            with m.If(self.sweep_start):
+                m.d.sync += [sweeping.eq(1), sweep_ptr.eq(0)]
+            with m.Elif(self.gate_start):
+                lay_ok = Signal()
+                m.d.sync += [gating.eq(1), layer.eq(self.layer), flush.eq(self.flush), memloss.eq(self.memloss),
+                             idx.eq(0), gc.eq(0), gyc.eq(0), gxc.eq(0), ty.eq(0), tx.eq(0)]
+                # elements to walk: every owned element (flush, readout) or the touched list
+                own_n = Signal.like(own_l)
+                ro_n = Signal()
+                with m.Switch(self.layer):
+                    for l in p.layers:
+                        with m.Case(l.index):
+                            m.d.comb += [own_n.eq(l.own[pe] if l.gate_size(pe) else 0), ro_n.eq(int(l.readout))]
+                m.d.sync += g_more.eq(Mux(self.flush | ro_n, own_n != 0, touch_n != 0))
+        m.d.comb += [
+            self.idle.eq(~sweeping & ~gating & syn_idle),
+            self.busy.eq(sweeping | gating | ~syn_idle),
+        ]
+        return m

@@ -1,0 +1,113 @@
+"""One simulation run of a generated build: frames in, the ``evhw sim --json`` summary out.
+
+Used by ``evhw sim`` and by ``tests/rtl``. :func:`simulate` writes the job (frames ``.npy`` and a
+JSON of policy, integer thresholds, seed and stall knobs) into ``BUILD/runs/<simulator>/``, runs
+``sim.tb.evhw_top_tb`` through :func:`sim.runner.run_cocotb` and condenses the testbench's results.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .runner import CLOCK_NS, run_cocotb
+
+TB_MODULE = "sim.tb.evhw_top_tb"
+
+
+def timeout_ms(q, n_frames, *, pes=1, idle=0.0, stall=0.0):
+    """A generous simulated-time limit: per frame, pixels and outputs with their random gaps, every
+    synaptic update of a dense frame at a quarter of the ideal rate, four passes over all state."""
+    from evhw.golden import EventModel
+    model = EventModel(q)
+    pixels = int(np.prod(q.input.shape))
+    outputs = int(np.prod(q.tensors()[q.output].shape))
+    dense = sum(model.dense_costs.values())
+    state = sum(int(np.prod(s.acc_shape)) + int(np.prod(s.out.shape)) for s in q.layers())
+    per_frame = (4 * pixels / (1 - min(idle, 0.95)) + 4 * outputs / (1 - min(stall, 0.95)) + 8 * dense / max(pes, 1)
+                 + 8 * state + 4 * pixels + 5000)
+    cycles = per_frame * n_frames + 10_000
+    return 4 * cycles * CLOCK_NS * 1e-6
+
+
+def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_every=None, simulator="verilator",
+             seed=0, stall=0.0, idle=None, corrupt=None, keep=20, assert_exact=False, run_dir=None, timeout=None,
+             sequences=1, waves=False, extra=None):
+    """Run ``frames`` (uint8, (T,) + input shape) through the build's ``evhw_top`` under ``policy``.
+
+    ``thresholds``: integer ``{gate: per-channel}`` (default ``q.thresholds``); ``stall``: probability
+    of an output backpressure cycle (and of a pixel idle cycle unless ``idle`` is given);
+    ``corrupt``: a list of ``Scoreboard.corrupt`` keyword dicts (negative tests); ``sequences``: run
+    the frames that many times, with ``rst`` (and a flush frame) in between. Returns the summary
+    dict (see :func:`summarize`); ``assert_exact`` makes a mismatch fail the cocotb test as well.
+    """
+    build_dir = Path(build_dir).resolve()
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    pes = int(manifest.get("pes", 1))
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        frames = frames.astype(np.uint8)
+    run_dir = Path(run_dir).resolve() if run_dir else build_dir / "runs" / simulator
+    run_dir.mkdir(parents=True, exist_ok=True)
+    np.save(run_dir / "frames.npy", frames)
+    th = thresholds if thresholds is not None else q.thresholds
+    idle = stall if idle is None else idle
+    job = {"build": str(build_dir), "net": str(build_dir / "net.evnet"), "frames": str(run_dir / "frames.npy"),
+           "policy": policy, "reset_every": reset_every,
+           "thresholds": {k: [int(v) for v in np.atleast_1d(np.asarray(a))] for k, a in th.items()},
+           "seed": int(seed), "idle": float(idle), "stall": float(stall), "assert": bool(assert_exact),
+           "corrupt": corrupt, "keep": int(keep), "sequences": int(sequences)}
+    (run_dir / "job.json").write_text(json.dumps(job, indent=1))
+    if timeout is None:
+        timeout = timeout_ms(q, len(frames) * sequences, pes=pes, idle=idle, stall=stall)
+    res = run_cocotb(build_dir, TB_MODULE, simulator=simulator, env={"EVHW_JOB": run_dir / "job.json", **(extra or {})},
+                     seed=seed, timeout=timeout, run_dir=run_dir, waves=waves)
+    return summarize(res, manifest, policy=policy, n_frames=len(frames) * sequences)
+
+
+def summarize(res, manifest, *, policy, n_frames):
+    """Condense testbench results into the ``evhw sim --json`` object."""
+    pes = int(manifest.get("pes", 1))
+    rows = res.get("frames", [])
+    # the RTL's own cycle counter when the manifest maps one, else start-to-done measured by the testbench
+    cycles = [int(r["stats"]["cycles"]) if isinstance(r["stats"].get("cycles"), int) else int(r["cycles_tb"])
+              for r in rows]
+    ideal = [sum(r["expected"]["updates"].values()) / pes for r in rows]
+    busy = [r["stats"].get("pe_busy") for r in rows]
+    pe_frac = None
+    if rows and all(isinstance(b, list) and b for b in busy) and sum(cycles):
+        pe_frac = sum(sum(b) for b in busy) / (pes * sum(cycles))
+    per_frame = []
+    for r, c, i in zip(rows, cycles, ideal):
+        ev_exp = r["expected"]["events"]
+        ev_got = r["stats"].get("events", {})
+        per_frame.append({"frame": r["frame"], "kind": r["kind"], "cycles": c, "cycles_tb": r["cycles_tb"],
+                          "ideal_cycles": i, "events": sum(ev_exp.values()),
+                          "events_got": sum(int(v) for v in ev_got.values()) if ev_got else None,
+                          "updates": sum(r["expected"]["updates"].values()),
+                          "updates_got": (sum(int(v) for v in r["stats"]["updates"].values())
+                                          if "updates" in r["stats"] else None),
+                          "pe_busy": r["stats"].get("pe_busy"), "syn_cycles": r["stats"].get("syn_cycles"),
+                          "bit_exact": r["bit_exact"]})
+    done = len(rows) == n_frames
+    return {
+        "frames": n_frames,
+        "frames_run": len(rows),
+        "bit_exact": bool(res.get("bit_exact")) and done and not res.get("error"),
+        "counters_match": bool(res.get("counters_match")) and done,
+        "cycles_per_frame": cycles,
+        "ideal_cycles_per_frame": ideal,
+        "pe_busy_fraction": pe_frac,
+        "simulator": res.get("simulator"),
+        "pes": pes,
+        "policy": policy,
+        "mismatches": res.get("mismatches", [])[:10],
+        "mismatch_counts": res.get("mismatch_counts"),
+        "per_frame": per_frame,
+        "error": res.get("error"),
+        "tb_passed": res.get("passed"),
+        "sim_seconds": res.get("seconds"),
+        "log": res.get("log"),
+        "waves": res.get("waves"),
+    }

@@ -1,0 +1,255 @@
+"""Randomized robustness of EvhwTop (amaranth.sim) against the golden EventModel.
+
+Random networks (tests/netgen.py where the plan supports them, plus a generator of supported
+topologies), random P, random thresholds, random pixel idle cycles and output backpressure (with
+long stalls), frames mixing flush / evnet / memory loss. Every frame must finish within a cycle
+budget (no hang), produce the golden output bit for bit and the golden per-tensor counts.
+"""
+import functools
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from evhw.convert import convert
+from evhw.errors import AccumulatorOverflowError
+from evhw.golden import EventModel, Policy, dense_forward
+from evhw.ir import GraphBuilder
+from rtl_gen.errors import UnsupportedHardwareError
+from rtl_gen.gateware.top import EvhwTop
+from rtl_gen.plan import HwPlan
+from tests.netgen import random_cnn, random_mlp
+
+NETGEN_SEEDS = [("mlp", s) for s in range(3)] + [("cnn", s) for s in range(4)]
+OWN_SEEDS = list(range(8))
+
+
+def random_supported(seed):
+    """A small random topology of the v1 feature set: conv k1/k3 (stride 1/2), max-pool, residual, readout."""
+    rng = np.random.default_rng(seed)
+    cin = int(rng.integers(1, 3))
+    size = int(rng.choice([4, 6, 8]))
+    b = GraphBuilder((cin, size, size), name=f"gen{seed}")
+    c = int(rng.integers(1, 6))
+    k = int(rng.choice([1, 3]))
+    s = int(rng.choice([1, 2]))
+    x = b.conv("input", rng.normal(0, .6, (c, cin, k, k)), rng.normal(0, .2, c), padding=k // 2, stride=s)
+    act = str(rng.choice(["relu", "relu6", "leakyrelu"]))
+    x = b.op(act, x, **({"alpha": 0.1} if act == "leakyrelu" else {}))
+    hw = -(-size // s) if k == 3 else (size - 1) // s + 1
+    if hw % 2 == 0 and rng.random() < 0.5:
+        x = b.op("maxpool", x, kernel=2, stride=2)
+        hw //= 2
+    if rng.random() < 0.6:                                   # residual block
+        y = b.conv(x, rng.normal(0, .4, (c, c, 3, 3)), rng.normal(0, .1, c) if rng.random() < .5 else None,
+                   padding=1)
+        if rng.random() < 0.5:
+            y = b.op("relu", y)
+        x = b.op("relu", b.op("add", x, y))
+    if rng.random() < 0.5:
+        c2 = int(rng.integers(1, 5))
+        b.linear(b.op("flatten", b.op("globalavgpool", x)), rng.normal(0, .6, (c2, c)), rng.normal(0, .1, c2))
+    else:
+        k2 = int(rng.choice([1, 3]))
+        c2 = int(rng.integers(1, 4))
+        b.conv(x, rng.normal(0, .5, (c2, c, k2, k2)), rng.normal(0, .1, c2), padding=k2 // 2)
+    return convert(b.build(), rng.integers(0, 256, (6, cin, size, size)))
+
+
+@functools.lru_cache(maxsize=None)
+def netgen_qnet(kind, seed):
+    g = random_mlp(seed) if kind == "mlp" else random_cnn(seed, size=8)
+    shape = g.input.attrs["shape"]
+    return convert(g, np.random.default_rng(seed).integers(0, 256, (6, *shape)))
+
+
+def _frames(rng, shape, n):
+    f = rng.integers(0, 256, size=shape)
+    out = [f.copy()]
+    for _ in range(n - 1):
+        f = f.copy()
+        flat = f.reshape(-1)
+        kind = rng.random()
+        if kind < 0.15:
+            pass                                                     # a static frame: no input events
+        elif kind < 0.3:
+            flat[:] = rng.integers(0, 256, size=flat.size)           # a scene cut
+        else:
+            idx = rng.choice(flat.size, size=max(1, int(flat.size * rng.uniform(.05, .4))), replace=False)
+            flat[idx] = np.clip(flat[idx] + rng.integers(-80, 81, size=idx.size), 0, 255)
+        out.append(f)
+    return out
+
+
+def _thresholds(rng, q):
+    th = {}
+    for g in q.gates():
+        t = q.tensors()[g]
+        style = rng.random()
+        hi = 0 if style < 0.2 else max(1, t.span // 32) if style < 0.7 else t.span
+        th[g] = rng.integers(0, hi + 1, size=t.channels)
+    return th
+
+
+def _golden(q, frames, modes, th):
+    """Golden results per frame; a memory-loss frame that overflows the proven bound becomes evnet."""
+    while True:
+        model = EventModel(q, Policy("evnet"), thresholds=th)
+        res = []
+        try:
+            for i, (frame, mode) in enumerate(zip(frames, modes)):
+                model.policy = Policy("skipconv" if mode == "memloss" else "evnet")
+                if mode == "flush" and i > 0:
+                    model.reset()
+                res.append(model.step(frame))
+            return modes, res
+        except AccumulatorOverflowError:
+            modes = modes[:i] + ["evnet"] + modes[i + 1:]
+
+
+def _budget(plan):
+    """A generous per-frame cycle bound (without host stalls): input, sweep, worst-case synaptic and gate work."""
+    P = plan.pes
+    n = plan.input_size + max(plan.acc_depth + plan.bd_depth + plan.touch_depth) + 50
+    for t in plan.terms:
+        lay = plan.layers[t.layer]
+        per = -(-lay.channels // P) * (t.kernel[0] * t.kernel[1] if t.kind != "linear" else 1)
+        if t.kind in ("scale",):
+            per = 1
+        n += int(np.prod(t.src_shape)) * max(per, 1) + 10
+    for l in plan.layers:
+        n += -(-l.channels // P) * l.acc_shape[1] * l.acc_shape[2] + int(np.prod(l.gate_shape)) + 20
+    return 2 * n
+
+
+async def _wait(ctx, sig, limit, what):
+    for _ in range(limit):
+        if ctx.get(sig):
+            return
+        await ctx.tick()
+    raise AssertionError(f"timeout waiting for {what}")
+
+
+def run_random(q, P, seed, n_frames):
+    rng = np.random.default_rng(seed)
+    plan = HwPlan.from_qnet(q, pes=P)
+    frames = _frames(rng, q.input.shape, n_frames)
+    modes = ["flush"] + [str(rng.choice(["flush", "evnet", "evnet", "memloss"])) for _ in range(n_frames - 1)]
+    th = _thresholds(rng, q)
+    modes, want = _golden(q, frames, modes, th)
+    dut = EvhwTop(plan)
+    n_out = int(np.prod(plan.output_shape))
+    budget = _budget(plan)
+    got = []
+    msg = f"seed={seed} P={P} net={q.name}"
+
+    async def host(ctx):
+        for name, info in plan.cfg_gates.items():
+            for c in range(info["channels"]):
+                ctx.set(dut.cfg_addr, info["cfg_base"] + c)
+                ctx.set(dut.cfg_data, int(th[name][c]))
+                ctx.set(dut.cfg_we, 1)
+                await ctx.tick()
+        ctx.set(dut.cfg_we, 0)
+        await ctx.tick().repeat(2)
+        for fi, (frame, mode) in enumerate(zip(frames, modes)):
+            stall = 0
+            ctx.set(dut.start, 1)
+            ctx.set(dut.start_flush, mode == "flush")
+            ctx.set(dut.start_memloss, mode == "memloss")
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            idle_p = rng.choice([0.0, 0.3, 0.8])
+            for px in np.asarray(frame).reshape(-1):
+                if rng.random() < idle_p:
+                    n = int(rng.integers(1, 4)) if rng.random() < .9 else int(rng.integers(20, 80))
+                    stall += n
+                    await ctx.tick().repeat(n)
+                ctx.set(dut.pix.valid, 1)
+                ctx.set(dut.pix.payload, int(px))
+                await _wait(ctx, dut.pix.ready, budget, f"pix.ready, frame {fi} ({msg})")
+                await ctx.tick()
+                ctx.set(dut.pix.valid, 0)
+            out = []
+            stall_p = rng.choice([0.0, 0.5, 0.9])
+            while len(out) < n_out:
+                if rng.random() < stall_p:
+                    n = int(rng.integers(1, 5)) if rng.random() < .8 else int(rng.integers(50, 200))
+                    stall += n
+                    await ctx.tick().repeat(n)
+                ctx.set(dut.out.ready, 1)
+                await _wait(ctx, dut.out.valid, budget + stall, f"out.valid #{len(out)}, frame {fi} ({msg})")
+                v, last = ctx.get(dut.out.payload), ctx.get(dut.out.last)
+                await ctx.tick()
+                ctx.set(dut.out.ready, 0)
+                out.append(int(v))
+                assert bool(last) == (len(out) == n_out), f"frame {fi}: last flag ({msg})"
+            await _wait(ctx, ~dut.busy, budget, f"busy low, frame {fi} ({msg})")
+            stats = {}
+            for key, addr in plan.stats.items():
+                def rd(a):
+                    ctx.set(dut.stat_addr, a)
+                    return ctx.get(dut.stat_data)
+                stats[key] = ({k: rd(a) for k, a in addr.items()} if isinstance(addr, dict)
+                              else [rd(a) for a in addr] if isinstance(addr, list) else rd(addr))
+            assert stats["cycles"] <= budget + stall, f"frame {fi}: {stats['cycles']} cycles > budget ({msg})"
+            got.append((out, stats))
+            await ctx.tick().repeat(int(rng.integers(1, 4)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.run()
+
+    events = 0
+    for i, (frame, mode, res, (out, stats)) in enumerate(zip(frames, modes, want, got)):
+        where = f"frame {i} ({mode}, {msg})"
+        assert out == res.output.reshape(-1).tolist(), f"{where}: output"
+        gates = q.gates()
+        if mode == "flush":
+            vals = dense_forward(q, frame)
+            ev = {g: int(np.count_nonzero(vals[g])) for g in gates}
+            assert stats["evaluated"] == {g: int(np.prod(q.tensors()[g].shape)) for g in gates}, f"{where}: evaluated"
+        else:
+            ev = {g: res.layers[g].gate_t for g in gates}
+            assert stats["evaluated"] == {g: res.layers[g].gate_u for g in gates}, f"{where}: evaluated"
+            assert stats["updates"] == {l.name: res.layers[l.name].event_macs + res.layers[l.name].acc_ops
+                                        for l in q.layers()}, f"{where}: updates"
+        assert stats["events"] == ev, f"{where}: events"
+        events += sum(ev.values())
+    return events
+
+
+def _case_seed(*key):
+    return int(np.random.default_rng(list(key)).integers(2**31))
+
+
+@pytest.mark.parametrize("kind, seed", NETGEN_SEEDS)
+def test_netgen_networks(kind, seed):
+    try:
+        q = netgen_qnet(kind, seed)
+        HwPlan.from_qnet(q, pes=1)
+    except UnsupportedHardwareError as e:
+        pytest.skip(f"unsupported: {e}")
+    s = _case_seed(1, seed, kind == "mlp")
+    P = int(np.random.default_rng(s).integers(1, 5))
+    assert run_random(q, P, s, 3) > 0, f"seed={s}: no events at all"
+
+
+def test_netgen_enough_supported():
+    ok = 0
+    for kind, seed in NETGEN_SEEDS:
+        try:
+            HwPlan.from_qnet(netgen_qnet(kind, seed), pes=2)
+            ok += 1
+        except UnsupportedHardwareError:
+            pass
+    assert ok >= 3, f"only {ok} of {len(NETGEN_SEEDS)} netgen networks are supported"
+
+
+@pytest.mark.parametrize("seed", OWN_SEEDS)
+def test_random_supported_networks(seed):
+    q = random_supported(seed)
+    s = _case_seed(2, seed)
+    P = int(np.random.default_rng(s).integers(1, 5))
+    run_random(q, P, s, 4)
