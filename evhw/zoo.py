@@ -11,7 +11,7 @@ with fixed seeds, see :mod:`evhw.train`):
 * ``temporal-digits-mlp``: 784-200-200-10 ReLU MLP on temporal-digit sequences of real handwritten
   digits (OpenCV's digits.png, MNIST-style 28x28); accuracy in %.
 
-``rand-cnn64`` and ``rand-mlp`` have **seeded random (untrained) weights**: they exercise the
+``rand-cnn64``, ``rand-mlp`` and ``hw-cnn16`` have **seeded random (untrained) weights**: they exercise the
 pipeline with realistic shapes and report no metric.
 """
 from __future__ import annotations
@@ -62,6 +62,26 @@ def rand_mlp(seed=0) -> Graph:
     x = b.op("relu", b.linear(x, _he(rng, (200, 784)), rng.normal(0, .05, 200), name="fc1"), name="fc1_relu")
     x = b.op("relu", b.linear(x, _he(rng, (200, 200)), rng.normal(0, .05, 200), name="fc2"), name="fc2_relu")
     b.linear(x, _he(rng, (10, 200)), np.zeros(10), name="fc3")
+    return b.build()
+
+
+def hw_cnn16(seed=0) -> Graph:
+    """16x16 CNN with the default model's layer types (conv, max-pool, residual add, global average
+    pool, linear), 8 channels: small enough to synthesize quickly for hardware size/Fmax benchmarks."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder((1, 16, 16), name="hw-cnn16")
+
+    def conv(x, cin, cout, name, relu=True):
+        y = b.conv(x, _he(rng, (cout, cin, 3, 3)), rng.normal(0, 0.05, cout), padding=1, name=name)
+        return b.op("relu", y, name=f"{name}_relu") if relu else y
+
+    x = conv("input", 1, 8, "conv1")
+    x = b.op("maxpool", x, kernel=2, stride=2, name="pool1")                 # 8 x 8 x 8
+    y = conv(x, 8, 8, "conv2")
+    y = conv(y, 8, 8, "conv3", relu=False)
+    x = b.op("relu", b.op("add", x, y, name="res"), name="res_relu")
+    x = b.op("flatten", b.op("globalavgpool", x, name="gap"), name="flat")
+    b.linear(x, _he(rng, (10, 8)), np.zeros(10), name="fc")
     return b.build()
 
 
@@ -155,6 +175,8 @@ MODELS = {
                                      accuracy, "%", True, "tdigits:opencv?split=train&seed=1"),
     "rand-cnn64": ModelSpec(rand_cnn64, "synthetic:shapes", "64x64 CNN, 5 conv + residual + pools, random weights"),
     "rand-mlp": ModelSpec(rand_mlp, "synthetic:shapes", "784-200-200-10 MLP, random weights"),
+    "hw-cnn16": ModelSpec(hw_cnn16, "opencv:vtest", "16x16 CNN (conv, pool, residual, GAP, fc), random weights: "
+                                                    "hardware size/Fmax benchmarks"),
 }
 DEFAULT_MODEL = "objects-cnn"
 
