@@ -4,20 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from evhw.cli import main
 from evhw.convert import convert, set_thresholds
 from evhw.golden import EventModel, Policy, dense_forward
 from netgen import random_cnn, random_video
-
-
-def run(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code or 0
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+from cliutil import run
 
 
 @pytest.fixture

@@ -13,20 +13,10 @@ import sys
 
 import pytest
 
-from evhw.cli import main
+from cliutil import run
 
 KEYS = ("device", "lut", "ff", "bram", "dsp", "fmax_mhz", "lut_total", "ff_total", "bram_total", "dsp_total",
         "fits", "error", "io", "placed", "cells", "seconds", "versions", "freq_mhz", "timing_met")
-
-
-def run(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code or 0
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def write_top(directory, *, n_macs=1, depth=512):

@@ -6,16 +6,7 @@ import pytest
 
 from evhw.cli import main
 from evhw.study import best_point, metric_at_macs, with_frames, with_option
-
-
-def run(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+from cliutil import run
 
 
 @pytest.fixture(scope="module")

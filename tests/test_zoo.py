@@ -8,24 +8,14 @@ import numpy as np
 import pytest
 
 from evhw import zoo
-from evhw.cli import main
 from evhw.convert import fold_batchnorm
 from evhw.datasets import Clip
 from evhw.errors import EvhwError
 from evhw.floatmodel import run_float
 from netgen import random_cnn, random_mlp
+from cliutil import run
 
 TRAINED = "temporal-digits-mlp"
-
-
-def run(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code or 0
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def frames_of(shape, n=2, seed=0):
