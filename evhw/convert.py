@@ -13,11 +13,10 @@ import numpy as np
 from .errors import AccumulatorWidthError, ConfigError, QuantizationError, ShapeError, UnsupportedOpError
 from .floatmodel import run_float
 from .ir import VALUE_OPS, Graph, pads4, pair
-from .qnet import QLayer, QNet, QTensor, QView, Term
+from .qnet import MULT_BITS, QLayer, QNet, QTensor, QView, Term
 
 LINEAR_OPS = ("conv", "linear", "avgpool", "globalavgpool", "add")
 VIEW_OPS = ("flatten", "concat", "upsample")
-MULT_BITS = 15          # requant multiplier M in [2**14, 2**15)
 ADD_FRAC_BITS = 10      # add: operand multipliers are integers with 10 fractional bits of precision
 LEAKY_SHIFT = 7         # LeakyReLU slope = num / 2**7 (0.1 -> 13/128)
 MAX_ACC_BITS = 48       # (a + bias) * M must fit int64; float64 kernels need < 2**53

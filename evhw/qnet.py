@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: Width of a requantization multiplier ``QLayer.mult``: M lies in [2**(MULT_BITS-1), 2**MULT_BITS).
+MULT_BITS = 15
+
 
 @dataclass
 class QTensor:

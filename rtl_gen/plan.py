@@ -14,12 +14,11 @@ import numpy as np
 from evhw.qnet import QLayer, QNet, QView
 
 from .errors import UnsupportedHardwareError
+from .limits import MAX_PES, MULT_WIDTH
 
 __all__ = ["HwPlan", "LayerPlan", "TermPlan", "EventMemPlan", "EventBufPlan", "MAX_PES", "STAT_WIDTH"]
 
-MAX_PES = 16
 STAT_WIDTH = 32
-MULT_WIDTH = 16          # requant multipliers lie in [2**14, 2**15): unsigned, 15 bits + sign
 
 
 def signed_bits(lo, hi):

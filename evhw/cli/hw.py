@@ -15,14 +15,16 @@ import sys
 import click
 from rich.table import Table
 
-from ..flow.simulate import HW_POLICIES
+from rtl_gen.limits import HW_POLICIES, MAX_PES
+from sim.limits import MAX_STALL, SIMULATORS
+
 from .console import err, jsonable, out, status
 
 
 @click.command()
 @click.argument("net")
-@click.option("-p", "--pes", type=click.IntRange(1, 16), default=1, show_default=True,
-              help="Processing elements (1-16).")
+@click.option("-p", "--pes", type=click.IntRange(1, MAX_PES), default=1, show_default=True,
+              help=f"Processing elements (1-{MAX_PES}).")
 @click.option("-o", "--output", required=True, metavar="BUILD/", help="Folder for evhw_top.v, manifest.json, net.evnet.")
 @click.option("--threshold", type=float, help="Re-map the stored thresholds to h (float activation units).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object.")
@@ -44,12 +46,12 @@ def generate(net, pes, output, threshold, as_json):
 @click.option("--video", metavar="FRAMES", help="Frames (.npy/.npz, video file or source name; default: the "
                                                  "model's default video).")
 @click.option("--frames", "n_frames", type=int, default=4, show_default=True, help="Number of frames.")
-@click.option("--simulator", type=click.Choice(("verilator", "icarus")), default="verilator", show_default=True)
+@click.option("--simulator", type=click.Choice(SIMULATORS), default=SIMULATORS[0], show_default=True)
 @click.option("--policy", type=click.Choice(HW_POLICIES), default="evnet", show_default=True)
 @click.option("--threshold", type=float, help="Gate threshold h (default: the network's stored thresholds).")
 @click.option("--reset-every", type=int, help="skipconv: zero thresholds every N frames.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the stalls.")
-@click.option("--stall", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
+@click.option("--stall", type=click.FloatRange(0, MAX_STALL), default=0.0, show_default=True,
               help="Probability of a pixel idle cycle and of an output backpressure cycle.")
 @click.option("--waves", is_flag=True, help="Record a waveform trace (path printed; a separate cached build).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")

@@ -14,9 +14,6 @@ from ..errors import ConfigError, EvhwError
 from ..golden import Policy
 from .network import apply_thresholds, clip_for
 
-#: Policies the generated array runs.
-HW_POLICIES = ("evnet", "skipconv", "dense")
-
 
 def simulate_build(build, *, video=None, n_frames=4, simulator="verilator", policy="evnet", threshold=None,
                    reset_every=None, seed=0, stall=0.0, waves=False, status=None) -> dict:
