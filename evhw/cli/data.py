@@ -30,5 +30,4 @@ def data_list():
         t.add_column(c)
     for row in catalog():
         t.add_row(*row)
-    t.add_row("synthetic:shapes", "synthetic video", "built in")
     out.print(t)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 from rich.table import Table
@@ -23,7 +22,7 @@ from .console import err, floats, out, progress
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 def study(output, models, mlp, videos, n_frames, thresholds, tolerance, tiny, as_json):
     """Reproduce the EvNet paper's accuracy/operations analyses; write Markdown, JSON and PNG plots."""
-    from ..flow.study import StudyConfig, count_runs, run_study
+    from ..flow.study import StudyConfig, count_runs, read_summary, run_study
     cfg = StudyConfig.tiny() if tiny else StudyConfig()
     if models:
         cfg.conv_models = tuple(models)
@@ -44,7 +43,7 @@ def study(output, models, mlp, videos, n_frames, thresholds, tolerance, tiny, as
     p, task = progress(count_runs(cfg), "study")
     with p:
         res = run_study(cfg, output, progress=lambda label: p.advance(task), log=err.print)
-    summary = json.loads((Path(output) / "summary.json").read_text())
+    summary = read_summary(output)
     if as_json:
         click.echo(json.dumps(summary))
         return

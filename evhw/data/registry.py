@@ -119,4 +119,5 @@ def catalog():
         except DataMissingError as e:
             ok = f"missing: {e}"
         rows.append((name, "labelled sequence", ok))
+    rows.append(("synthetic:shapes", "synthetic video", "built in"))
     return rows
