@@ -11,6 +11,7 @@ import sys
 import click
 
 from ..errors import EvhwError
+from .console import err
 
 #: command name -> (module, attribute), imported on first use
 COMMANDS = {
@@ -52,7 +53,6 @@ def cli():
 
 
 def main(argv=None):
-    from .console import err
     try:
         cli.main(args=argv, prog_name="evhw", standalone_mode=False)
     except EvhwError as e:
