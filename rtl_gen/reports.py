@@ -35,9 +35,9 @@ import time
 
 from evhw.errors import EvhwError
 
-from .devices import DEVICES, IO_MODES
+from .devices import DEVICES, IO_MODES, Device
 
-__all__ = ["fpga_report", "top_ports"]
+__all__ = ["DEVICES", "Device", "fpga_report", "top_ports"]
 
 TOP = "evhw_top"
 SHELL = "evhw_report_shell"

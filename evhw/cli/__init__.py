@@ -11,7 +11,6 @@ import sys
 import click
 
 from ..errors import EvhwError
-from .console import err
 
 #: command name -> (module, attribute), imported on first use
 COMMANDS = {
@@ -53,6 +52,7 @@ def cli():
 
 
 def main(argv=None):
+    from .console import err
     try:
         cli.main(args=argv, prog_name="evhw", standalone_mode=False)
     except EvhwError as e:

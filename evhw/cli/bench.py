@@ -8,8 +8,7 @@ from rich.table import Table
 
 from sim.limits import SIMULATORS
 
-from ..flow.bench import (HW_BENCH_DENSE_PES, HW_BENCH_FRAMES, HW_BENCH_PES, HW_BENCH_THRESHOLD, bench_golden,
-                          bench_hw)
+from ..flow.bench import HW_BENCH_DENSE_PES, HW_BENCH_FRAMES, HW_BENCH_PES, HW_BENCH_THRESHOLD
 from ..flow.network import DEFAULT_THRESHOLD
 from .console import err, out
 
@@ -27,6 +26,7 @@ def bench():
 @click.option("--json", "as_json", is_flag=True)
 def golden(model, video, n_frames, threshold, as_json):
     """Frames per second of the golden model: event path vs dense integer path."""
+    from ..flow.bench import bench_golden
     res = bench_golden(model, video, n_frames, threshold)
     if as_json:
         click.echo(json.dumps(res))
@@ -54,6 +54,7 @@ def golden(model, video, n_frames, threshold, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def hw(model, video, n_frames, pes, dense_pes, threshold, simulator, output, as_json):
     """Cycles per frame of the generated array on real video: evnet vs dense, vs ideal, P scaling."""
+    from ..flow.bench import bench_hw
     p_list = tuple(int(x) for x in pes.split(","))
     res = bench_hw(model, video=video, frames=n_frames, pes=p_list, dense_pes=dense_pes, threshold=threshold,
                    simulator=simulator, build_root=output, log=err.print)

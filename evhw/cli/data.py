@@ -4,8 +4,6 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..data import catalog
-from ..data.install import DEBIAN, data_dir, install_debian
 from .console import out
 
 
@@ -18,6 +16,7 @@ def data():
 @click.argument("packages", nargs=-1)
 def data_install(packages):
     """Fetch and extract the Debian data packages (opencv-doc, dataset-fashion-mnist) into the data folder."""
+    from ..data.install import DEBIAN, data_dir, install_debian
     install_debian(packages or tuple(DEBIAN), echo=out.print)
     out.print(f"data folder: {data_dir()} (set EVHW_DATA_DIR to move it)")
 
@@ -25,6 +24,7 @@ def data_install(packages):
 @data.command(name="list")
 def data_list():
     """Named frame sources and whether their data is installed."""
+    from ..data import catalog
     t = Table(title="frame sources (use the name wherever FRAMES is accepted, e.g. --video opencv:vtest)")
     for c in ("source", "kind", "status"):
         t.add_column(c)

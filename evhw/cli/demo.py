@@ -7,7 +7,6 @@ import click
 from rich.table import Table
 
 from .. import zoo
-from ..flow import demo as flow
 from ..flow.network import DEFAULT_THRESHOLD
 from .console import bar, err, out
 from .net import layer_table
@@ -22,13 +21,14 @@ from .net import layer_table
 def demo(n_frames, hw, hw_frames, pes, build_dir):
     """Convert the default bundled model, compare EvNet, Skip-Conv, RRM and dense on its default video, then
     generate its hardware and check it bit-exact against the golden model on Verilator."""
+    from ..flow.demo import compare_policies, demo_network
     name = zoo.DEFAULT_MODEL
     out.rule(f"evhw demo: {name}")
-    q, g = flow.demo_network(name)
+    q, g = demo_network(name)
     out.print(layer_table(q))
     unit = zoo.metric_unit(name)
     with bar("demo") as tick:
-        source, clip, rows = flow.compare_policies(name, q, g, n_frames, progress=tick)
+        source, clip, rows = compare_policies(name, q, g, n_frames, progress=tick)
     t = Table(title=f"{name} on {len(clip)} frames of {source}")
     for c in ("policy", "h", "MACs/frame", "savings", "events", f"metric ({unit})", "max |out - dense int|",
               "max |out - float|"):
@@ -51,6 +51,7 @@ def demo(n_frames, hw, hw_frames, pes, build_dir):
 def demo_hardware(name, clip, pes, n_frames, build_dir):
     """Generate and simulate the array (evhw.flow.demo), print the verdict beside the golden model's figures.
     Returns True when every frame is bit-exact."""
+    from ..flow import demo as flow
     flow.require_hardware()
     out.rule(f"hardware: {name}, P={pes}, Verilator")
     s, golden = flow.demo_hardware(name, clip, pes, n_frames, build_dir, log=err.print)

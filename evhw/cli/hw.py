@@ -18,8 +18,6 @@ from rich.table import Table
 from rtl_gen.limits import HW_POLICIES, MAX_PES
 from sim.limits import MAX_STALL, SIMULATORS
 
-from ..flow.build import generate_build
-from ..flow.simulate import simulate_build
 from .console import err, jsonable, out, status
 
 
@@ -32,6 +30,7 @@ from .console import err, jsonable, out, status
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object.")
 def generate(net, pes, output, threshold, as_json):
     """Generate the Verilog hardware for NET (.evnet or a bundled model) with P processing elements."""
+    from ..flow.build import generate_build
     q, manifest = generate_build(net, pes=pes, out_dir=output, threshold=threshold)
     if as_json:
         click.echo(json.dumps(manifest, default=jsonable))
@@ -62,6 +61,7 @@ def sim(build, video, n_frames, simulator, policy, threshold, reset_every, seed,
     Ideal cycles of a frame = its synaptic updates / P: per layer, event frames count the golden
     model's event MACs + non-MAC accumulations; flush frames count the (non-zero input value,
     reached accumulator) pairs of the dense values (the hardware sends only non-zero values)."""
+    from ..flow.simulate import simulate_build
     res = simulate_build(build, video=video, n_frames=n_frames, simulator=simulator, policy=policy,
                          threshold=threshold, reset_every=reset_every, seed=seed, stall=stall, waves=waves,
                          status=status)

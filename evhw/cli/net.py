@@ -7,8 +7,7 @@ from dataclasses import fields
 import click
 from rich.table import Table
 
-from ..flow.evaluation import eval_network
-from ..flow.network import CALIB_FRAMES, DEFAULT_THRESHOLD, convert_to_file, load_network
+from ..flow.network import CALIB_FRAMES, DEFAULT_THRESHOLD
 from ..golden import POLICIES, Policy, state_memory_bits
 from .console import bar, floats, jsonable, out, shape, with_options
 
@@ -45,6 +44,7 @@ def _convert_kwargs(kw):
 @with_options(quant_options)
 def convert(model, output, **kw):
     """Quantize and convert MODEL (.onnx, .pt/.pth or a bundled name) into an EvNet (.evnet)."""
+    from ..flow.network import convert_to_file
     q = convert_to_file(model, output, **_convert_kwargs(kw))
     out.print(layer_table(q))
     out.print(f"wrote {output}")
@@ -71,6 +71,7 @@ def layer_table(q):
 @click.argument("net")
 def info(net):
     """Show a converted network: layers, widths, thresholds and state memory."""
+    from ..flow.network import load_network
     q, _ = load_network(net)
     out.print(layer_table(q))
     out.print(f"threshold h={q.default_threshold} (bn-scale: {q.bn_scale}), input threshold "
@@ -96,6 +97,7 @@ def info(net):
 def eval_cmd(net, video, policy, threshold, input_threshold, bn_scale, granularity, reset_every, norm_gate,
              rrm_bound, n_frames, as_json):
     """Run NET (.evnet or a bundled model) event-driven over FRAMES; compare with dense integer and float."""
+    from ..flow.evaluation import eval_network
     with bar(f"eval {policy}") as tick:
         res = eval_network(net, video=video, policy=policy, threshold=threshold, input_threshold=input_threshold,
                            bn_scale=bn_scale, granularity=granularity, reset_every=reset_every, norm_gate=norm_gate,

@@ -7,7 +7,6 @@ import click
 from rich.table import Table
 
 from .. import zoo
-from ..flow.study import StudyConfig, count_runs, read_summary, run_study
 from .console import err, floats, out, progress
 
 
@@ -23,6 +22,7 @@ from .console import err, floats, out, progress
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 def study(output, models, mlp, videos, n_frames, thresholds, tolerance, tiny, as_json):
     """Reproduce the EvNet paper's accuracy/operations analyses; write Markdown, JSON and PNG plots."""
+    from ..flow.study import StudyConfig, count_runs, read_summary, run_study
     cfg = StudyConfig.tiny() if tiny else StudyConfig()
     if models:
         cfg.conv_models = tuple(models)

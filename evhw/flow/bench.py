@@ -21,7 +21,6 @@ import numpy as np
 
 from .. import zoo
 from ..errors import EvhwError
-from ..evnet_file import load
 from ..golden import EventModel, Policy, dense_forward
 from .build import generate_build
 from .network import apply_thresholds, clip_for, convert_model, frames_for
@@ -74,6 +73,7 @@ def bench_hw(model, *, video=None, frames=HW_BENCH_FRAMES, pes=HW_BENCH_PES, den
              threshold=HW_BENCH_THRESHOLD, simulator="verilator", build_root="build/bench", log=print) -> dict:
     from sim.session import simulate
 
+    from ..evnet_file import load
 
     root = Path(build_root)
     source = video or zoo.default_video(model)

@@ -10,13 +10,13 @@ import json
 from pathlib import Path
 
 from ..errors import EvhwError
-from ..evnet_file import save
 from .network import DEFAULT_THRESHOLD, apply_thresholds, load_network
 
 
 def generate_build(net, *, pes, out_dir, threshold=None):
     """Load NET, generate its hardware into ``out_dir`` and save ``net.evnet`` there. Returns
     ``(q, manifest)``."""
+    from ..evnet_file import save
     q, g = load_network(net, threshold=DEFAULT_THRESHOLD)
     if threshold is not None:
         apply_thresholds(q, threshold)

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from .. import zoo
 from ..errors import EvhwError
-from ..evnet_file import load
 from ..golden import EventModel, Policy
-from .build import generate_build
 from .evaluation import evaluate, references
 from .network import DEFAULT_THRESHOLD, apply_thresholds, clip_for, convert_model
 
@@ -56,6 +54,8 @@ def demo_hardware(name, clip, pes, n_frames, build_dir, *, log=print):
     model beside it. Returns ``(simulation result, golden step results)``, one golden result per frame."""
     from sim.session import simulate
 
+    from ..evnet_file import load
+    from .build import generate_build
     log(f"generating the array into {build_dir} ...")
     generate_build(name, pes=pes, out_dir=build_dir, threshold=DEFAULT_THRESHOLD)
     q, _ = load(f"{build_dir}/net.evnet")

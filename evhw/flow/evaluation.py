@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import zoo
 from ..convert import reference_graph
-from ..data import Clip
 from ..floatmodel import run_float
 from ..golden import EventModel, Policy, dense_forward, state_memory_bits
 from ..qnet import QNet
-from .network import DEFAULT_THRESHOLD, apply_thresholds, clip_for, load_network
 
 
 def references(q: QNet, graph, frames):
@@ -124,6 +121,7 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
 
 
 def _clip_slice(clip, i):
+    from ..data import Clip
     return Clip(clip.frames[i:i + 1], None if clip.labels is None else clip.labels[i:i + 1],
                 None if clip.targets is None else clip.targets[i:i + 1])
 
@@ -136,6 +134,8 @@ def eval_network(net, *, video=None, policy="evnet", threshold=None, input_thres
     """``evhw eval``: load NET, re-map its thresholds, run ``policy`` over the clip and score it.
 
     ``progress(done, total)`` is called after every frame. Returns the dict behind ``evhw eval --json``."""
+    from .. import zoo
+    from .network import DEFAULT_THRESHOLD, apply_thresholds, clip_for, load_network
     q, g = load_network(net, threshold=DEFAULT_THRESHOLD)
     apply_thresholds(q, threshold, input_threshold, bn_scale)
     extra = {} if rrm_bound is None else {"rrm_bound": rrm_bound}

@@ -5,9 +5,7 @@ from pathlib import Path
 
 from .. import zoo
 from ..convert import convert, set_thresholds
-from ..data import load_clip
 from ..errors import EvhwError
-from ..evnet_file import load, save
 from ..qnet import QNet
 
 #: The default gate threshold h (float activation units) of convert, eval, generate and study.
@@ -39,6 +37,7 @@ def frames_for(source, input_shape, frames=None):
 
 def clip_for(source, input_shape, frames=None):
     """A :class:`evhw.data.Clip`: frames plus the labels/targets a named source carries."""
+    from ..data import load_clip
     return load_clip(source, input_shape=tuple(input_shape), frames=frames)
 
 
@@ -55,6 +54,7 @@ def convert_model(spec, *, calib=None, calib_frames=CALIB_FRAMES, input_shape=No
 def load_network(spec, **kw):
     """A .evnet file (QNet and its float graph) or a model converted with defaults."""
     if str(spec).endswith(".evnet"):
+        from ..evnet_file import load
         return load(spec)
     return convert_model(spec, **kw)
 
@@ -71,6 +71,7 @@ def apply_thresholds(q: QNet, threshold=None, input_threshold=None, bn_scale=Non
 
 def convert_to_file(spec, output, **kw):
     """Convert ``spec`` (see :func:`convert_model`) and save it as the .evnet file ``output``. Returns the QNet."""
+    from ..evnet_file import save
     q, g = convert_model(spec, **kw)
     save(output, q, g)
     return q

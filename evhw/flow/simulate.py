@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .. import zoo
 from ..errors import ConfigError, EvhwError
-from ..evnet_file import load
 from ..golden import Policy
 from .network import apply_thresholds, clip_for
 
@@ -21,6 +20,7 @@ def simulate_build(build, *, video=None, n_frames=4, simulator="verilator", poli
     """Run ``n_frames`` of ``video`` (default: the model's default video) through BUILD/ in cocotb and
     compare every frame with the golden model. ``status(message)`` may return a context manager that is
     held while the simulator runs. Returns the dict behind ``evhw sim --json``."""
+    from ..evnet_file import load
     bdir = Path(build)
     for f in ("manifest.json", "net.evnet"):
         if not (bdir / f).exists():
