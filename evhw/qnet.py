@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Width of a requantization multiplier ``QLayer.mult``: M lies in [2**(MULT_BITS-1), 2**MULT_BITS).
-MULT_BITS = 15
-
 
 @dataclass
 class QTensor:
@@ -69,6 +66,10 @@ class Term:
     def is_mac(self):
         """Conv and dense terms are the headline MACs; pooling and add terms are overhead."""
         return self.kind in ("conv", "linear")
+
+
+#: Width of a requantization multiplier ``QLayer.mult``: M lies in [2**(MULT_BITS-1), 2**MULT_BITS).
+MULT_BITS = 15
 
 
 @dataclass

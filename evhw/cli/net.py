@@ -2,22 +2,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 
 import click
 from rich.table import Table
 
-from ..flow.network import CALIB_FRAMES, DEFAULT_THRESHOLD
-from ..golden import POLICIES, Policy, state_memory_bits
+from ..flow.network import DEFAULT_THRESHOLD
+from ..golden import POLICIES, state_memory_bits
 from .console import bar, floats, jsonable, out, shape, with_options
-
-RRM_BOUND = next(f.default for f in fields(Policy) if f.name == "rrm_bound")
 
 
 # ------------------------------------------------------------------------------------ convert
 quant_options = [
     click.option("--calib", "calib", metavar="FRAMES", help="Calibration frames (.npy/.npz/video or a source name)."),
-    click.option("--calib-frames", default=CALIB_FRAMES, show_default=True, help="Number of calibration frames."),
+    click.option("--calib-frames", default=16, show_default=True, help="Number of calibration frames."),
     click.option("--weight-bits", default=8, show_default=True, help="Weight bits (2-16), per-channel symmetric."),
     click.option("--act-bits", default=8, show_default=True, help="Activation bits (2-16)."),
     click.option("--acc-bits", type=int, help="Force one accumulator width (refused if below the proven bound)."),
@@ -90,7 +87,7 @@ def info(net):
 @click.option("--granularity", default="neuron", show_default=True, help="neuron, pixel or block:K.")
 @click.option("--reset-every", type=int, help="skipconv: periodic reset every N frames.")
 @click.option("--norm-gate", is_flag=True, help="skipconv: per-pixel input-norm gate.")
-@click.option("--rrm-bound", type=float, default=RRM_BOUND, show_default=True,
+@click.option("--rrm-bound", type=float, default=0.05, show_default=True,
               help="rrm: mean accumulated truncation per neuron that triggers an exact frame.")
 @click.option("--frames", "n_frames", type=int, help="Evaluate only the first N frames.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")

@@ -129,7 +129,7 @@ def _clip_slice(clip, i):
 
 
 def eval_network(net, *, video=None, policy="evnet", threshold=None, input_threshold=None, bn_scale=None,
-                 granularity="neuron", reset_every=None, norm_gate=False, rrm_bound=None, n_frames=None,
+                 granularity="neuron", reset_every=None, norm_gate=False, rrm_bound=0.05, n_frames=None,
                  progress=None):
     """``evhw eval``: load NET, re-map its thresholds, run ``policy`` over the clip and score it.
 
@@ -138,8 +138,7 @@ def eval_network(net, *, video=None, policy="evnet", threshold=None, input_thres
     from .network import DEFAULT_THRESHOLD, apply_thresholds, clip_for, load_network
     q, g = load_network(net, threshold=DEFAULT_THRESHOLD)
     apply_thresholds(q, threshold, input_threshold, bn_scale)
-    extra = {} if rrm_bound is None else {"rrm_bound": rrm_bound}
-    pol = Policy(policy, granularity=granularity, reset_every=reset_every, norm_gate=norm_gate, **extra)
+    pol = Policy(policy, granularity=granularity, reset_every=reset_every, norm_gate=norm_gate, rrm_bound=rrm_bound)
     model = q.meta.get("model", net)
     source = video or zoo.default_video(model)
     clip = clip_for(source, q.input.shape, n_frames)
