@@ -21,9 +21,9 @@ Modules: :mod:`.clip` (the Clip and the frame checks), :mod:`.registry` (the one
 :func:`load_clip`, :func:`load_frames`), :mod:`.files`, :mod:`.decode` (the one video decoder),
 :mod:`.resize`, :mod:`.options`, :mod:`.install` (``evhw data install``) and :mod:`.sources`.
 """
-from .clip import Clip, conform
+from .clip import MAX_FRAMES, Clip, conform
 from .install import DataMissingError
 from .registry import catalog, load_clip, load_frames, register_source, sources, unregister_source
 
-__all__ = ["Clip", "DataMissingError", "catalog", "conform", "load_clip", "load_frames", "register_source",
+__all__ = ["MAX_FRAMES", "Clip", "DataMissingError", "catalog", "conform", "load_clip", "load_frames", "register_source",
            "sources", "unregister_source"]

@@ -16,6 +16,9 @@ import numpy as np
 
 from ..errors import ConfigError, ShapeError
 
+#: Most frames one run reads or generates (``--frames``, ``frames=N``): bounds memory for generated sources.
+MAX_FRAMES = 100_000
+
 
 @dataclass
 class Clip:
@@ -52,8 +55,8 @@ def frame_count(frames):
     """The ``frames=N`` request as an int (None: all frames)."""
     if frames is None:
         return None
-    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
-        raise ConfigError(f"the number of frames must be a positive integer, not {frames!r}")
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or not 1 <= frames <= MAX_FRAMES:
+        raise ConfigError(f"the number of frames must be an integer in 1..{MAX_FRAMES}, not {frames}")
     return int(frames)
 
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from ...errors import ConfigError, EvhwError
-from ..clip import Clip
+from ..clip import MAX_FRAMES, Clip
 
 SYNTHETIC_DEFAULT_FRAMES = 32
 SYNTHETIC_DEFAULT_SHAPE = (1, 64, 64)
@@ -24,8 +24,9 @@ def shapes_video(frames=SYNTHETIC_DEFAULT_FRAMES, channels=1, height=64, width=6
     first frames do not depend on ``frames``. A test and demo fixture, not real footage.
     """
     t_n, c, h, w = int(frames), int(channels), int(height), int(width)
-    if min(t_n, c, h, w) < 1:
-        raise ConfigError(f"synthetic video needs positive frames/channels/height/width, not {(t_n, c, h, w)}")
+    if min(t_n, c, h, w) < 1 or t_n > MAX_FRAMES or t_n * c * h * w > MAX_FRAMES * 64 * 64:
+        raise ConfigError(f"synthetic video needs positive frames/channels/height/width of at most "
+                          f"{MAX_FRAMES} frames of 64x64 in all, not {t_n}x{c}x{h}x{w}")
     if not (np.isfinite(noise) and noise >= 0):
         raise ConfigError(f"synthetic noise must be >= 0, not {noise!r}")
     rng = np.random.default_rng([int(seed), 0])
