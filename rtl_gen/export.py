@@ -8,7 +8,6 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from .gateware.top import EvhwTop
-from .limits import MULT_WIDTH
 from .plan import HwPlan
 
 __all__ = ["generate", "port_list"]
@@ -48,7 +47,7 @@ def generate(q, *, pes, out_dir):
         name = f"pe{pe}_thresholds.hex"
         (out / "mem" / name).write_text(_hex(plan.th_init[pe], plan.th_w))
         images[name] = len(plan.th_init[pe])
-        for key, col, width in (("bias", 0, plan.bias_w), ("mult", 1, MULT_WIDTH), ("shift", 2, plan.shift_w)):
+        for key, col, width in (("bias", 0, plan.bias_w), ("mult", 1, 16), ("shift", 2, plan.shift_w)):
             name = f"pe{pe}_{key}.hex"
             (out / "mem" / name).write_text(_hex([t[col] for t in plan.params[pe]], width))
             images[name] = len(plan.params[pe])

@@ -8,7 +8,6 @@ from rich.table import Table
 
 from sim.limits import SIMULATORS
 
-from ..flow.bench import HW_BENCH_DENSE_PES, HW_BENCH_FRAMES, HW_BENCH_PES, HW_BENCH_THRESHOLD
 from ..flow.network import DEFAULT_THRESHOLD
 from .console import err, out
 
@@ -45,10 +44,10 @@ def golden(model, video, n_frames, threshold, as_json):
 @bench.command(name="hw")
 @click.option("--model", default="objects-cnn", show_default=True)
 @click.option("--video", help="Frames (default: the model's default video).")
-@click.option("--frames", "n_frames", default=HW_BENCH_FRAMES, show_default=True)
-@click.option("--pes", default=",".join(map(str, HW_BENCH_PES)), show_default=True, help="Comma-separated PE counts.")
-@click.option("--dense-pes", default=HW_BENCH_DENSE_PES, show_default=True, help="Also run dense mode at this P.")
-@click.option("--threshold", type=float, default=HW_BENCH_THRESHOLD, show_default=True)
+@click.option("--frames", "n_frames", default=4, show_default=True)
+@click.option("--pes", default="1,2,4,8", show_default=True, help="Comma-separated PE counts.")
+@click.option("--dense-pes", default=4, show_default=True, help="Also run dense mode at this P.")
+@click.option("--threshold", type=float, default=0.04, show_default=True)
 @click.option("--simulator", type=click.Choice(SIMULATORS), default=SIMULATORS[0], show_default=True)
 @click.option("-o", "--output", default="build/bench", show_default=True, help="Build folder root.")
 @click.option("--json", "as_json", is_flag=True)

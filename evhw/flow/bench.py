@@ -25,12 +25,6 @@ from ..golden import EventModel, Policy, dense_forward
 from .build import generate_build
 from .network import apply_thresholds, clip_for, convert_model, frames_for
 
-#: defaults of ``evhw bench hw``
-HW_BENCH_FRAMES = 4
-HW_BENCH_PES = (1, 2, 4, 8)
-HW_BENCH_DENSE_PES = 4
-HW_BENCH_THRESHOLD = 0.04
-
 
 def _best_of(fn, repeats=3):
     best = None
@@ -69,8 +63,8 @@ def bench_golden(model, video, n_frames, threshold, repeats=3):
     }
 
 
-def bench_hw(model, *, video=None, frames=HW_BENCH_FRAMES, pes=HW_BENCH_PES, dense_pes=HW_BENCH_DENSE_PES,
-             threshold=HW_BENCH_THRESHOLD, simulator="verilator", build_root="build/bench", log=print) -> dict:
+def bench_hw(model, *, video=None, frames=4, pes=(1, 2, 4, 8), dense_pes=4, threshold=0.04,
+             simulator="verilator", build_root="build/bench", log=print) -> dict:
     from sim.session import simulate
 
     from ..evnet_file import load
