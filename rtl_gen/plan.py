@@ -7,6 +7,8 @@ local channel ``c // P``) and lays out every per-PE memory (bases and contents).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +21,7 @@ __all__ = ["HwPlan", "LayerPlan", "TermPlan", "EventMemPlan", "EventBufPlan", "M
 
 MAX_PES = 16
 STAT_WIDTH = 32
+STAT_LATENCY = 0         # stat_data is combinational in stat_addr
 MULT_WIDTH = 16          # requant multipliers lie in [2**14, 2**15): unsigned, 15 bits + sign
 
 
@@ -481,13 +484,17 @@ class HwPlan:
         return {"pe": per_pe, "shared": shared,
                 "total": sum(sum(d.values()) for d in per_pe) + sum(shared.values())}
 
-    def manifest(self, ports=None):
+    def manifest(self, ports, memory_images):
+        """The typed :class:`rtl_gen.manifest.Manifest` of this plan (``ports``: ``{name: Port}``
+        from the component signature; ``memory_images``: ``{name: words}``)."""
+        from .manifest import MANIFEST_VERSION, Manifest
         P = self.pes
-        return {
+        d = {
+            "version": MANIFEST_VERSION,
             "top": "evhw_top",
             "network": self.name,
             "pes": P,
-            "ports": ports or {},
+            "ports": {n: dataclasses.asdict(p) for n, p in ports.items()},
             "input": {"shape": list(self.input_shape), "value_bits": self.input_bits, "signed": False,
                       "pixels": self.input_size},
             "output": {"layer": self.output.name, "shape": list(self.output_shape), "value_bits": self.out_w,
@@ -496,6 +503,7 @@ class HwPlan:
                        "threshold": self.th_w, "stat": STAT_WIDTH},
             "gates": self.cfg_gates,
             "cfg_words": len(self.cfg_map),
+            "stat_latency": STAT_LATENCY,
             "stats": self.stats,
             "layers": [{"name": l.name, "terms": [self.terms[t].kind for t in l.terms], "acc_shape": list(l.acc_shape),
                         "gate_shape": list(l.gate_shape), "pool": list(l.pool), "gated": l.gated,
@@ -505,4 +513,6 @@ class HwPlan:
                                             "gate_base": list(l.gbase) if l.gated else None}
                                    for l in self.layers}},
             "memory_bits": self.memory_bits(),
+            "memory_images": dict(memory_images),
         }
+        return Manifest.from_dict(json.loads(json.dumps(d, default=int)), source=f"the manifest of {self.name}")
