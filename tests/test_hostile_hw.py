@@ -1,0 +1,139 @@
+"""Hostile input and interruptions on the hardware side (`evhw generate`, `evhw sim`, `evhw report`).
+
+* A signal to `evhw sim` kills every process it started (compiler, simulator), and leaves no
+  results file a rerun would read (real subprocesses; /proc is walked for the descendants).
+* A truncated simulator binary in the build cache is detected and rebuilt.
+* Bad build folders, outputs and flags: exit code 2 and one line naming the file, field or flag.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtl_gen.export import generate
+from tests.rtl.tiny_nets import tiny_mlp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------------------------ /proc
+def processes():
+    """``{pid: (ppid, sid, state, cmdline)}`` of every process (zombies have state Z)."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(d.name)] = (int(fields[1]), int(fields[3]), fields[0], cmd)
+    return out
+
+
+def descendants(root, procs):
+    found, todo = set(), [root]
+    while todo:
+        p = todo.pop()
+        for pid, (ppid, *_rest) in procs.items():
+            if ppid == p and pid not in found:
+                found.add(pid)
+                todo.append(pid)
+    return found
+
+
+def watch_until(proc, pred, timeout):
+    """Poll the descendants of ``proc`` until ``pred(cmdlines)``; returns (pids, sessions) seen so far."""
+    pids, sessions = set(), {proc.pid}
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        procs = processes()
+        new = descendants(proc.pid, procs)
+        pids |= new
+        sessions |= {procs[p][1] for p in new if p in procs}
+        if pred([procs[p][3] for p in new if p in procs]):
+            return pids, sessions
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"evhw sim ended before the awaited process started: {err[-2000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the awaited process did not start")
+
+
+def alive(pids, sessions):
+    return [(pid, v[3]) for pid, v in processes().items()
+            if v[2] != "Z" and (pid in pids or v[1] in sessions)]
+
+
+def assert_all_gone(pids, sessions, within=5.0):
+    end = time.monotonic() + within
+    while alive(pids, sessions) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert alive(pids, sessions) == []
+
+
+@pytest.fixture(scope="module")
+def mlp_build(tmp_path_factory):
+    q, g = tiny_mlp()
+    path = tmp_path_factory.mktemp("hostile") / "build"
+    generate(q, pes=1, out_dir=path, graph=g)
+    frames = tmp_path_factory.mktemp("frames") / "many.npy"
+    np.save(frames, np.random.default_rng(0).integers(0, 256, (400, 64), dtype=np.uint8))
+    return path, q, frames
+
+
+def start_sim(build, frames, simulator):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "evhw.cli", "sim", str(build), "--video", str(frames),
+                             "--frames", "400", "--simulator", simulator], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+# ------------------------------------------------------------------------------------------ signals
+def test_sigterm_during_simulation_kills_the_simulator(mlp_build, require_simulator):
+    require_simulator("icarus")
+    build, _, frames = mlp_build
+    proc = start_sim(build, frames, "icarus")
+    pids, sessions = watch_until(proc, lambda cmds: any("vvp" in c for c in cmds), timeout=120)
+    time.sleep(0.5)                                   # the simulator is running frames
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    assert_all_gone(pids, sessions)
+    assert not (build / "runs" / "icarus" / "results.json").exists()
+
+
+def test_sigint_during_the_cxx_compile_kills_the_compiler(mlp_build, require_simulator):
+    require_simulator("verilator")
+    build, _, frames = mlp_build
+    proc = start_sim(build, frames, "verilator")
+    compiling = ("g++", "cc1plus", "clang", " make ", "/make ")
+    pids, sessions = watch_until(proc, lambda cmds: any(any(k in f" {c}" for k in compiling) for c in cmds),
+                                 timeout=120)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    assert_all_gone(pids, sessions)
+
+
+# ------------------------------------------------------------------------------------------ cache
+def test_truncated_simulator_binary_is_rebuilt(tmp_path, require_simulator):
+    require_simulator("icarus")
+    from sim.session import simulate
+    q, g = tiny_mlp()
+    generate(q, pes=1, out_dir=tmp_path / "b", graph=g)
+    frames = np.random.default_rng(1).integers(0, 256, (2, 64), dtype=np.uint8)
+    assert simulate(tmp_path / "b", q, frames, simulator="icarus")["bit_exact"]
+    vvp = tmp_path / "b" / "sim_build" / "icarus" / "sim.vvp"
+    size = vvp.stat().st_size
+    with open(vvp, "r+b") as f:
+        f.truncate(size // 2)
+    res = simulate(tmp_path / "b", q, frames, simulator="icarus")
+    assert res["bit_exact"] and res["error"] is None
+    assert vvp.stat().st_size == size
