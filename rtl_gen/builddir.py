@@ -60,7 +60,8 @@ class BuildDir:
         return self.path / VERILOG
 
     def load_net(self):
-        """``(qnet, graph)`` of ``net.evnet``, checked against the recorded hash."""
+        """``(qnet, graph)`` of ``net.evnet``, checked against the recorded hash (again: it may have
+        changed since :meth:`open`)."""
         from evhw.evnet_file import loads
         path = self.path / NET
         data = _read(path)
@@ -98,8 +99,6 @@ class BuildDir:
                              "regenerate it")
         build = cls(path, None, hashes)
         for name in sorted(hashes):
-            if name == NET:
-                continue                # large: checked when loaded (load_net)
             f = path / name
             if not f.exists():
                 raise BuildError(f"{f} is missing from the build: regenerate it with `evhw generate`")
@@ -108,8 +107,6 @@ class BuildDir:
             if name == MANIFEST:
                 text = data.decode("utf-8", errors="replace")
                 build.manifest = Manifest.from_json(text, source=str(f))
-        if not (path / NET).is_file():
-            raise BuildError(f"{path / NET} is missing from the build: regenerate it with `evhw generate`")
         return build
 
     # ------------------------------------------------------------------ write

@@ -118,10 +118,12 @@ def test_mixed_or_edited_build_is_refused(copy, built, tmp_path):
     (copy / "evhw_top.v").write_text(v)
     other = tmp_path / "other"
     generate(tiny_mlp(seed=1), pes=2, out_dir=other)
-    shutil.copy(other / "net.evnet", copy / "net.evnet")
     b = BuildDir.open(copy)
+    shutil.copy(other / "net.evnet", copy / "net.evnet")
     with pytest.raises(BuildError, match=r"net\.evnet was changed"):
         b.load_net()
+    with pytest.raises(BuildError, match=r"net\.evnet was changed"):
+        BuildDir.open(copy)
     (copy / RECORD).unlink()
     with pytest.raises(BuildError, match=r"evhw_build\.json is missing: .*manifest\.json is from an older evhw"):
         BuildDir.open(copy)

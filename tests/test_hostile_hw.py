@@ -137,3 +137,119 @@ def test_truncated_simulator_binary_is_rebuilt(tmp_path, require_simulator):
     res = simulate(tmp_path / "b", q, frames, simulator="icarus")
     assert res["bit_exact"] and res["error"] is None
     assert vvp.stat().st_size == size
+
+
+# ------------------------------------------------------------------------------------------ CLI
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from cliutil import run  # noqa: E402
+
+
+def one_error_line(code, out, err, *names):
+    assert code == 2, (out, err)
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("evhw: error:"), err
+    for n in names:
+        assert str(n) in err, (n, err)
+
+
+@pytest.fixture(scope="module")
+def saved_mlp(tmp_path_factory):
+    from evhw.evnet_file import save
+    q, g = tiny_mlp()
+    path = tmp_path_factory.mktemp("net") / "mlp.evnet"
+    save(path, q, g)
+    return path
+
+
+def test_generate_output_is_a_file(capsys, tmp_path, saved_mlp):
+    f = tmp_path / "taken.txt"
+    f.write_text("keep me")
+    one_error_line(*run(capsys, "generate", str(saved_mlp), "-o", str(f)), f, "is a file")
+    one_error_line(*run(capsys, "generate", str(saved_mlp), "-o", str(f / "build")), f, "which is a file")
+    assert f.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["taken.txt"]
+
+
+def test_refused_generate_leaves_no_folder(capsys, tmp_path):
+    from evhw.convert import convert
+    from evhw.evnet_file import save
+    from tests.netgen import random_cnn
+    g = random_cnn(1, size=8)                  # a layer the v1 hardware does not build
+    save(tmp_path / "cnn.evnet", convert(g, np.random.default_rng(0).integers(0, 256, (4, 1, 8, 8))), g)
+    code, out, err = run(capsys, "generate", str(tmp_path / "cnn.evnet"), "-o", str(tmp_path / "out" / "build"))
+    one_error_line(code, out, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.evnet"]
+
+
+@pytest.mark.parametrize("text", ["", '{"version": 2, "top": "evh'])
+def test_sim_on_a_truncated_manifest(capsys, mlp_build, tmp_path, text):
+    import shutil
+    build, _, frames = mlp_build
+    b = tmp_path / "b"
+    shutil.copytree(build, b, ignore=shutil.ignore_patterns("sim_build", "runs"))
+    (b / "manifest.json").write_text(text)
+    one_error_line(*run(capsys, "sim", str(b), "--video", str(frames), "--frames", "2", "--simulator", "icarus"),
+                   b / "manifest.json")
+
+
+def test_sim_on_an_edited_pes(capsys, mlp_build, tmp_path):
+    import json
+    import shutil
+    build, _, frames = mlp_build
+    b = tmp_path / "b"
+    shutil.copytree(build, b, ignore=shutil.ignore_patterns("sim_build", "runs"))
+    d = json.loads((b / "manifest.json").read_text())
+    d["pes"] = 4
+    (b / "manifest.json").write_text(json.dumps(d, indent=1))
+    one_error_line(*run(capsys, "sim", str(b), "--video", str(frames), "--frames", "2", "--simulator", "icarus"),
+                   b / "manifest.json")
+
+
+FILES = ["manifest.json", "evhw_top.v", "net.evnet", "evhw_build.json", "mem/pe0_weights.hex"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(command=st.sampled_from(["sim", "report"]), victim=st.sampled_from(FILES),
+       action=st.sampled_from(["truncate", "delete", "garbage", "directory"]), cut=st.floats(0, 0.99),
+       garbage=st.binary(min_size=0, max_size=64))
+def test_fuzz_damaged_build(capsys, mlp_build, tmp_path_factory, command, victim, action, cut, garbage):
+    """Any damage to any file of a build: exit 2, one line naming that file, no traceback."""
+    import shutil
+    build, _, frames = mlp_build
+    b = tmp_path_factory.mktemp("fuzz") / "b"
+    shutil.copytree(build, b, ignore=shutil.ignore_patterns("sim_build", "runs"))
+    f = b / victim
+    data = f.read_bytes()
+    if action == "truncate":
+        f.write_bytes(data[:int(len(data) * cut)])
+    elif action == "delete":
+        f.unlink()
+    elif action == "garbage":
+        f.write_bytes(garbage if garbage != data else garbage + b"x")
+    else:
+        f.unlink()
+        f.mkdir()
+    args = (["sim", str(b), "--video", str(frames), "--frames", "2", "--simulator", "icarus"] if command == "sim"
+            else ["report", str(b), "--device", "ice40-up5k"])
+    one_error_line(*run(capsys, *args), victim.split("/")[-1])
+    shutil.rmtree(b.parent)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flag=st.sampled_from(["--frames", "--stall", "--simulator", "--policy", "--reset-every", "--seed"]),
+       value=st.one_of(st.integers(-5, 0).map(str), st.sampled_from(["-1", "1e9", "nan", "x", "", "0.99", "modelsim"])))
+def test_fuzz_sim_flags(capsys, mlp_build, flag, value):
+    """Bad `evhw sim` flag values: exit 2 naming the flag, no traceback, nothing simulated."""
+    build, _, frames = mlp_build
+    valid = {"--frames": lambda v: v.isdigit() and int(v) >= 1, "--stall": lambda v: False,
+             "--simulator": lambda v: False, "--policy": lambda v: False,
+             "--reset-every": lambda v: False, "--seed": lambda v: v.lstrip("-").isdigit()}
+    if flag == "--stall" and value in ("0", "-0"):
+        return
+    if valid[flag](value) or (flag == "--seed"):
+        return                                          # a valid value: not this test's business
+    code, out, err = run(capsys, "sim", str(build), "--video", str(frames), "--frames", "2", "--simulator",
+                         "icarus", "--policy", "skipconv" if flag == "--reset-every" else "evnet", flag, value)
+    assert code == 2 and "Traceback" not in err, err
+    assert flag in err or flag.lstrip("-") in err, err
