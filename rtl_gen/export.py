@@ -2,15 +2,20 @@
 written as one build folder by :class:`rtl_gen.builddir.BuildDir`."""
 from __future__ import annotations
 
+import dataclasses
+import json
+
+import numpy as np
+
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from .builddir import BuildDir
 from .gateware.top import EvhwTop
-from .manifest import Port
-from .plan import MULT_WIDTH, HwPlan
+from .manifest import MANIFEST_VERSION, Manifest, Port
+from .plan import MULT_WIDTH, STAT_LATENCY, STAT_WIDTH, HwPlan
 
-__all__ = ["generate", "port_list"]
+__all__ = ["generate", "port_list", "plan_manifest"]
 
 
 def port_list(top: wiring.Component):
@@ -45,6 +50,39 @@ def generate(q, *, pes, out_dir, graph=None):
         images[f"pe{pe}_thresholds.hex"] = _hex(plan.th_init[pe], plan.th_w)
         for key, col, width in (("bias", 0, plan.bias_w), ("mult", 1, MULT_WIDTH), ("shift", 2, plan.shift_w)):
             images[f"pe{pe}_{key}.hex"] = _hex([t[col] for t in plan.params[pe]], width)
-    manifest = plan.manifest(ports, memory_images={n: t.count("\n") for n, t in images.items()})
+    manifest = plan_manifest(plan, ports, memory_images={n: t.count("\n") for n, t in images.items()})
     BuildDir.write(out_dir, verilog=text, manifest=manifest, images=images, qnet=q, graph=graph)
     return manifest
+
+
+def plan_manifest(plan, ports, memory_images):
+    """The typed :class:`rtl_gen.manifest.Manifest` of ``plan`` (``ports``: ``{name: Port}``
+    from the component signature; ``memory_images``: ``{name: words}``)."""
+    P = plan.pes
+    d = {
+        "version": MANIFEST_VERSION,
+        "top": "evhw_top",
+        "network": plan.name,
+        "pes": P,
+        "ports": {n: dataclasses.asdict(p) for n, p in ports.items()},
+        "input": {"shape": list(plan.input_shape), "value_bits": plan.input_bits, "signed": False,
+                  "pixels": plan.input_size},
+        "output": {"layer": plan.output.name, "shape": list(plan.output_shape), "value_bits": plan.out_w,
+                   "signed": True, "count": int(np.prod(plan.output_shape))},
+        "widths": {"acc": plan.acc_w, "weight": plan.weight_w, "delta": plan.delta_w, "value": plan.value_w,
+                   "threshold": plan.th_w, "stat": STAT_WIDTH},
+        "gates": plan.cfg_gates,
+        "cfg_words": len(plan.cfg_map),
+        "stat_latency": STAT_LATENCY,
+        "stats": plan.stats,
+        "layers": [{"name": l.name, "terms": [plan.terms[t].kind for t in l.terms], "acc_shape": list(l.acc_shape),
+                    "gate_shape": list(l.gate_shape), "pool": list(l.pool), "gated": l.gated,
+                    "readout": l.readout, "acc_bits": l.acc_bits} for l in plan.layers],
+        "mapping": {"rule": "channel c -> PE c % P, local channel c // P",
+                    "layers": {l.name: {"channels_per_pe": list(l.own), "acc_base": list(l.abase),
+                                        "gate_base": list(l.gbase) if l.gated else None}
+                               for l in plan.layers}},
+        "memory_bits": plan.memory_bits(),
+        "memory_images": dict(memory_images),
+    }
+    return Manifest.from_dict(json.loads(json.dumps(d, default=int)), source=f"the manifest of {plan.name}")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from evhw.errors import EvhwError
 
+from .plan import MAX_PES, STAT_WIDTH
+
 __all__ = ["MANIFEST_VERSION", "ManifestError", "Manifest", "Port", "InputSpec", "OutputSpec", "Widths", "Gate",
            "StatMap", "Layer", "LayerMap", "Mapping", "MemoryBits", "REQUIRED_PORTS"]
 
@@ -168,8 +170,6 @@ class Manifest:
 
     def validate(self, *, source="manifest.json"):
         """Consistency checks across fields (the types are checked by :meth:`from_dict`)."""
-        from .plan import MAX_PES, STAT_WIDTH
-
         def fail(field, msg):
             raise ManifestError(f"{source}: field {field}: {msg}")
         if self.version != MANIFEST_VERSION:
