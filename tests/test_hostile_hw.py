@@ -253,3 +253,19 @@ def test_fuzz_sim_flags(capsys, mlp_build, flag, value):
                          "icarus", "--policy", "skipconv" if flag == "--reset-every" else "evnet", flag, value)
     assert code == 2 and "Traceback" not in err, err
     assert flag in err or flag.lstrip("-") in err, err
+
+
+def test_a_mismatch_exits_1_not_2(capsys, tmp_path, require_simulator):
+    """A simulation that runs and finds the RTL wrong is not an error: its own exit code (1)."""
+    require_simulator("icarus")
+    from tests.rtl.standin_top import generate_standin
+    from tests.rtl.tiny_nets import clip, tiny_linear
+    q, g = tiny_linear()
+    generate_standin(q, g, out_dir=tmp_path / "b", bug="count")       # counts every event twice
+    np.save(tmp_path / "f.npy", clip((64,)))
+    code, out, err = run(capsys, "sim", str(tmp_path / "b"), "--video", str(tmp_path / "f.npy"), "--frames", "3",
+                         "--simulator", "icarus", "--json")
+    assert code == 1, err
+    import json
+    res = json.loads(out)
+    assert not res["bit_exact"] and res["error"] is None and res["mismatches"][0]["what"] == "events:input"
