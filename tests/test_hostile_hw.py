@@ -237,14 +237,17 @@ def test_fuzz_damaged_build(capsys, mlp_build, tmp_path_factory, command, victim
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(flag=st.sampled_from(["--frames", "--stall", "--simulator", "--policy", "--reset-every", "--seed"]),
-       value=st.one_of(st.integers(-5, 0).map(str), st.sampled_from(["-1", "1e9", "nan", "x", "", "0.99", "modelsim"])))
+@given(flag=st.sampled_from(["--frames", "--stall", "--simulator", "--policy", "--reset-every", "--seed",
+                             "--threshold"]),
+       value=st.one_of(st.integers(-5, 0).map(str), st.sampled_from(["-1", "1e9", "nan", "inf", "x", "", "0.99",
+                                                                     "modelsim"])))
 def test_fuzz_sim_flags(capsys, mlp_build, flag, value):
     """Bad `evhw sim` flag values: exit 2 naming the flag, no traceback, nothing simulated."""
     build, _, frames = mlp_build
     valid = {"--frames": lambda v: v.isdigit() and int(v) >= 1, "--stall": lambda v: False,
              "--simulator": lambda v: False, "--policy": lambda v: False,
-             "--reset-every": lambda v: False, "--seed": lambda v: v.lstrip("-").isdigit()}
+             "--reset-every": lambda v: False, "--seed": lambda v: v.lstrip("-").isdigit(),
+             "--threshold": lambda v: v in ("0", "-0", "1e9")}
     if flag == "--stall" and value in ("0", "-0"):
         return
     if valid[flag](value) or (flag == "--seed"):

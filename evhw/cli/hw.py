@@ -11,6 +11,7 @@ output value and every per-tensor event count against the golden model, frame by
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import click
@@ -20,12 +21,18 @@ from ..flow.simulate import HW_POLICIES
 from .console import err, jsonable, out, status
 
 
+def _finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, not {value}")
+    return value
+
+
 @click.command()
 @click.argument("net")
 @click.option("-p", "--pes", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Processing elements (1-16).")
 @click.option("-o", "--output", required=True, metavar="BUILD/", help="Folder for evhw_top.v, manifest.json, net.evnet.")
-@click.option("--threshold", type=float, help="Re-map the stored thresholds to h (float activation units).")
+@click.option("--threshold", type=float, callback=_finite, help="Re-map the stored thresholds to h (float activation units).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object.")
 def generate(net, pes, output, threshold, as_json):
     """Generate the Verilog hardware for NET (.evnet or a bundled model) with P processing elements."""
@@ -47,10 +54,10 @@ def generate(net, pes, output, threshold, as_json):
               help="Number of frames.")
 @click.option("--simulator", type=click.Choice(("verilator", "icarus")), default="verilator", show_default=True)
 @click.option("--policy", type=click.Choice(HW_POLICIES), default="evnet", show_default=True)
-@click.option("--threshold", type=float, help="Gate threshold h (default: the network's stored thresholds).")
+@click.option("--threshold", type=float, callback=_finite, help="Gate threshold h (default: the network's stored thresholds).")
 @click.option("--reset-every", type=click.IntRange(min=1), help="skipconv: zero thresholds every N frames.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the stalls.")
-@click.option("--stall", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
+@click.option("--stall", type=click.FloatRange(0, 0.95), default=0.0, show_default=True, callback=_finite,
               help="Probability of a pixel idle cycle and of an output backpressure cycle.")
 @click.option("--waves", is_flag=True, help="Record a waveform trace (path printed; a separate cached build).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
