@@ -11,7 +11,6 @@ faults so tests can show that the harness catches them.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 from amaranth import *
