@@ -272,3 +272,22 @@ def test_a_mismatch_exits_1_not_2(capsys, tmp_path, require_simulator):
     import json
     res = json.loads(out)
     assert not res["bit_exact"] and res["error"] is None and res["mismatches"][0]["what"] == "events:input"
+
+
+def test_results_of_another_or_unfinished_run_never_count(tmp_path):
+    import json
+
+    from sim.job import ResultsError, read_results, write_results
+    path = tmp_path / "results.json"
+    with pytest.raises(ResultsError, match="wrote no results"):
+        read_results(path, "run-b")
+    write_results(path, "run-a", {"frames": [], "bit_exact": True})
+    assert read_results(path, "run-a")["bit_exact"] is True
+    with pytest.raises(ResultsError, match="not the complete results of this run"):
+        read_results(path, "run-b")                         # left by an earlier (orphaned) simulator
+    path.write_text(json.dumps({"frames": [], "bit_exact": True, "run_id": "run-b"}))
+    with pytest.raises(ResultsError, match="not the complete results of this run"):
+        read_results(path, "run-b")                         # no completion marker
+    path.write_text('{"frames": [{"frame": 0')
+    with pytest.raises(ResultsError, match="unreadable"):
+        read_results(path, "run-b")                         # cut off mid-write
