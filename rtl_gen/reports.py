@@ -53,57 +53,16 @@ _NO_FIT = re.compile(r"unable to (find a )?place|no bels remaining|only has|too 
 
 
 # ----------------------------------------------------------------------------------- ports
-_TOKEN = re.compile(r"\\\S+|[A-Za-z_][\w$]*|\[[^\]]*\]|\S")
-_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/|\(\*(?!\)).*?\*\)", re.S)      # and (* attributes *)
-_SKIP = {"wire", "reg", "logic", "signed", "unsigned", "var"}
-
-
-def top_ports(verilog, top=TOP):
-    """The ports of module ``top`` in Verilog text, as ``[(direction, name, width), ...]``.
-
-    Reads the non-ANSI declarations Amaranth's Verilog backend writes (``input [7:0] a;``) and
-    ANSI headers (``module m(input clk, output [7:0] q);``).
-    """
-    text = _COMMENT.sub(" ", verilog)
-    start = re.search(rf"\bmodule\s+{re.escape(top)}(?![\w$])", text)
-    if start is None:
-        raise EvhwError(f"evhw_top.v has no module {top!r}")
-    end = text.find("endmodule", start.end())
-    toks = _TOKEN.findall(text[start.end():end if end >= 0 else None])
-    ports, i = [], 0
-    while i < len(toks):
-        if toks[i] not in ("input", "output", "inout"):
-            i += 1
-            continue
-        direction, width, i = toks[i], 1, i + 1
-        while i < len(toks) and toks[i] in _SKIP:
-            i += 1
-        if i < len(toks) and toks[i].startswith("["):
-            m = re.fullmatch(r"\[\s*(-?\d+)\s*:\s*(-?\d+)\s*\]", toks[i])
-            if m is None:
-                raise EvhwError(f"cannot read the width {toks[i]} of a port of {top!r} in evhw_top.v")
-            width, i = abs(int(m.group(1)) - int(m.group(2))) + 1, i + 1
-        while i < len(toks) and (toks[i][0].isalpha() or toks[i][0] in "_\\") and toks[i] not in _DIRS:
-            ports.append((direction, toks[i], width))
-            i += 1
-            if i + 1 < len(toks) and toks[i] == "," and toks[i + 1] not in _DIRS:
-                i += 1
-            else:
-                break
-    if not ports:
-        raise EvhwError(f"could not read the ports of module {top!r} in evhw_top.v")
-    return ports
-
-
-_DIRS = ("input", "output", "inout")
+def top_ports(manifest):
+    """The top's ports as ``[(direction, name, width), ...]`` (``input``/``output``), from the
+    manifest (written from the Amaranth component signature by ``evhw generate``)."""
+    return [("input" if p.dir == "in" else "output", name, p.width) for name, p in manifest.ports.items()]
 
 
 def _shell_verilog(ports):
     """A wrapper with five pins that feeds every input bit from, and captures every output bit
     into, shift registers (see the module docstring)."""
     names = {n for _, n, _ in ports}
-    if any(d == "inout" for d, _, _ in ports):
-        raise EvhwError("evhw_top has inout ports: the I/O shell cannot wrap them (use io='pins')")
     ins = [(n, w) for d, n, w in ports if d == "input" and n not in ("clk", "rst")]
     outs = [(n, w) for d, n, w in ports if d == "output"]
     n_in, n_out = sum(w for _, w in ins), sum(w for _, w in outs)
@@ -311,20 +270,15 @@ def fpga_report(build_dir, *, device, freq_mhz=None, seed=1, timeout=None, progr
     freq = float(freq_mhz) if freq_mhz is not None else dev.default_freq_mhz
     if not freq > 0:
         raise EvhwError(f"Clock frequency must be positive, not {freq_mhz!r}")
-    build = pathlib.Path(build_dir)
-    if not build.is_dir():
-        raise EvhwError(f"build directory {str(build)!r} does not exist (write it with `evhw generate`)")
-    src = build / "evhw_top.v"
-    if not src.is_file():
-        raise EvhwError(f"{src} not found: {str(build)!r} is not an `evhw generate` build directory")
+    from .builddir import BuildDir
+    opened = BuildDir.open(build_dir)
+    build, src = opened.path, opened.verilog
     nextpnr = f"nextpnr-{dev.family}"
     _tool_cmd("yosys"), _tool_cmd(nextpnr)                    # fail early on missing tools
     t_start = time.monotonic()
     deadline = None if timeout is None else t_start + float(timeout)
 
-    ports = top_ports(src.read_text(errors="replace"))
-    if not any(d == "input" and n == "clk" for d, n, _ in ports):
-        raise EvhwError("evhw_top has no input port 'clk' (one clock domain `clk` is expected)")
+    ports = top_ports(opened.manifest)
     io_bits = sum(w for _, _, w in ports)
     mode = io if io != "auto" else ("pins" if io_bits <= dev.pins else "shell")
     out = build / f"report-{device}"
