@@ -282,7 +282,8 @@ def _infer(g: Graph, n: Node):
         c, h, w = _image(g, n)
         pt, pl, pb, pr = pads4(a.get("padding", 0))
         (kh, kw), (sh, sw), full, (dh, dw) = pool_window(a, (h, w))
-        if max(pt, pb) * 2 > kh or max(pl, pr) * 2 > kw:
+        if op == "maxpool" and (max(pt, pb) * 2 > kh or max(pl, pr) * 2 > kw):
+            # a window entirely in the padding would have no value (zero-padded sums are fine)
             raise ShapeError(f"{n.where()}: padding larger than half the kernel")
         if a.get("ceil_mode") and op != "maxpool":
             raise ShapeError(f"{n.where()}: ceil_mode is supported for max-pooling only")

@@ -304,6 +304,9 @@ class _OnnxReader:
         if op in self.FOLDED or (op in ("Concat", "Add", "Identity") and ins and
                                  all(i in self.consts for i in ins if i)):
             return self._fold(node, op, ins)
+        if op == "ConstantOfShape" or (ins and all(i in self.consts for i in ins if i) and
+                                       not any(self.consts[i].dtype == object for i in ins if i)):
+            return self._fold_any(node)
         handler = getattr(self, "_op_" + op, None)
         if handler is None:
             raise self._unsupported()
@@ -406,6 +409,23 @@ class _OnnxReader:
             else:   # Identity
                 v = x
         self.consts[node.output[0]] = np.asarray(v)   # np.take of one element gives a bare scalar
+
+    def _fold_any(self, node):
+        """Any other op whose inputs are all constants (the shape arithmetic exporters write, e.g. for
+        F.pad): evaluated once at load time with onnx's reference implementation."""
+        from onnx.reference import ReferenceEvaluator
+
+        ins = [i for i in node.input if i]
+        try:
+            sess = ReferenceEvaluator(self.onnx.helper.make_graph(
+                [node], "fold", [self.onnx.helper.make_tensor_value_info(i, 0, None) for i in ins],
+                [self.onnx.helper.make_tensor_value_info(o, 0, None) for o in node.output if o]),
+                opsets={"": self.opset})
+            outs = sess.run(None, {i: self.consts[i] for i in ins})
+        except Exception as e:   # noqa: BLE001 - the reference evaluator raises many kinds
+            raise self._unsupported(f"cannot evaluate it on its constant inputs ({type(e).__name__}: {e})") from e
+        for o, v in zip([o for o in node.output if o], outs):
+            self.consts[o] = np.asarray(v)
 
     # -- layers --------------------------------------------------------------------------------
     def _spatial(self, shape, kernel):

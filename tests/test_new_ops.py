@@ -1,0 +1,364 @@
+"""Issue 8 item 7 ops: PReLU, LeakyReLU, Clip variants, ceil-mode / padded pooling, constant
+Add/Sub/Mul/Div, standalone BatchNorm, Pad, GlobalMaxPool, Identity/Dropout, several outputs and
+host ops (Softmax / LogSoftmax / Sigmoid ending an output).
+
+Each model goes through both frontends and is checked three ways against PyTorch (float64) and
+onnxruntime; then it is converted and the event model at threshold 0 must equal dense integer
+inference bit for bit on every frame and every output. The integer rules of the new activations
+are checked against a plain Python (big-integer) reference written from docs/semantics.md.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+try:
+    import onnxruntime as ort
+except ImportError:   # pragma: no cover
+    ort = None
+
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from evhw import evnet_file  # noqa: E402
+from evhw.convert import convert, set_thresholds  # noqa: E402
+from evhw.errors import UnsupportedOpError  # noqa: E402
+from evhw.floatmodel import run_float  # noqa: E402
+from evhw.frontends.onnx_frontend import load_onnx  # noqa: E402
+from evhw.frontends.torch_frontend import load_torch  # noqa: E402
+from evhw.golden import EventModel, Policy, dense_forward, host_outputs, value_pre_pool  # noqa: E402
+from evhw.ir import ACTIVATIONS, GraphBuilder  # noqa: E402
+from evhw.qnet import QLayer, QTensor  # noqa: E402
+
+TOL = 1e-5
+
+
+def video(shape, n=8, seed=0):
+    """A small random-walk 'video' of raw pixels: most pixels keep, some change by a few levels."""
+    rng = np.random.default_rng(seed)
+    f = rng.integers(0, 256, shape)
+    out = [f.copy()]
+    for _ in range(n - 1):
+        step = rng.integers(-20, 21, shape) * (rng.random(shape) < 0.3)
+        f = np.clip(f + step, 0, 255)
+        out.append(f.copy())
+    return np.stack(out)
+
+
+def torch_outputs(model, px):
+    with torch.no_grad():
+        y = copy.deepcopy(model).double()(torch.tensor(px / 255.0))
+    return [t.numpy() for t in (y if isinstance(y, (tuple, list)) else (y,))]
+
+
+def export(model, shape, path, n_out):
+    names = [f"y{i}" for i in range(n_out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, *shape),), str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=names)
+    return path
+
+
+def run_ort(path, px):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outs = [sess.run(None, {"x": (f[None] / 255.0).astype(np.float32)}) for f in px]
+    return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
+
+
+def check_frontends(model, shape, tmp_path):
+    """Both frontends reproduce every output of ``model``; returns the two graphs."""
+    model.eval()
+    px = video(shape, n=3, seed=1)
+    ref = torch_outputs(model, px)
+    gt = load_torch(model, input_shape=shape)
+    assert len(gt.outputs) == len(ref)
+    vt = run_float(gt, px)
+    for name, r in zip(gt.outputs, ref):
+        np.testing.assert_allclose(vt[name], r, rtol=0, atol=TOL)
+    path = export(model, shape, tmp_path / "m.onnx", len(ref))
+    go = load_onnx(path)
+    assert len(go.outputs) == len(ref)
+    vo = run_float(go, px)
+    for name, r in zip(go.outputs, ref):
+        np.testing.assert_allclose(vo[name], r, rtol=0, atol=TOL)
+    if ort is not None:
+        for name, r in zip(go.outputs, run_ort(path, px)):
+            np.testing.assert_allclose(vo[name], r, rtol=0, atol=TOL)
+    return gt, go
+
+
+def check_exact(graph, shape, *, frames=10):
+    """Convert; the event model at threshold 0 equals dense integer inference on every frame and output.
+    Also the quantized network stays close to the float one (catches a wrong integer rule)."""
+    vid = video(shape, n=frames, seed=2)
+    q = convert(graph, vid[:4])
+    set_thresholds(q, 0.0)
+    m = EventModel(q, Policy("evnet"))
+    fl = run_float(graph, vid)
+    events = 0
+    for t, f in enumerate(vid):
+        r = m.step(f)
+        dense = dense_forward(q, f)
+        assert len(r.outputs) == len(q.outputs) == len(graph.outputs)
+        for name, got in zip(q.outputs, r.outputs):
+            np.testing.assert_array_equal(got, dense[name], err_msg=f"frame {t}, output {name}")
+        if t:
+            events += r.events
+        real = host_outputs(q, r.outputs)
+        for k, name in enumerate(graph.outputs):
+            ref = fl[name][t]
+            err = np.linalg.norm(real[k] - ref) / max(np.linalg.norm(ref), 1e-9)
+            assert err < 0.15, f"output {name}: quantized differs from float by {err:.3f} (rel-l2)"
+    assert events > 0, "the test video must make events"
+    # the new fields survive a .evnet round trip bit for bit
+    q2, _ = evnet_file.loads(evnet_file.dumps(q, graph))
+    for f in vid[:3]:
+        a, b = dense_forward(q, f), dense_forward(q2, f)
+        for name in q.outputs:
+            np.testing.assert_array_equal(a[name], b[name])
+    assert q2.outputs == q.outputs and q2.output_ops == q.output_ops
+    return q
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+class Affine(nn.Module):
+    """Constant arithmetic, foldable (after a conv) and not (after a ReLU), scalar and per channel."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3)
+        self.register_buffer("k", torch.tensor([0.5, -1.0, 2.0, 1.5]).reshape(1, 4, 1, 1))
+
+    def forward(self, x):
+        x = self.c1(x) * 0.5 - 0.25             # folds into c1
+        x = F.relu(x)
+        x = (x * self.k + 1.0) / 2.0            # per channel, after a ReLU: an accumulator of its own
+        x = 1.0 - x
+        return self.c2(x)
+
+
+class PadNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3)
+        self.pad = nn.ZeroPad2d((1, 0, 2, 1))
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1)
+
+    def forward(self, x):
+        x = self.c1(F.pad(x, (1, 2, 0, 1)))
+        return self.pool(self.pad(F.relu(x)))
+
+
+class Heads(nn.Module):
+    """Two outputs like a detector: class scores (softmax over channels) and box regression."""
+
+    def __init__(self, host="softmax"):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(3, 6, 3), nn.PReLU(6), nn.MaxPool2d(2, 2, ceil_mode=True))
+        self.cls = nn.Conv2d(6, 2, 1)
+        self.box = nn.Conv2d(6, 4, 1)
+        self.host = host
+
+    def forward(self, x):
+        x = self.trunk(x)
+        c = self.cls(x)
+        c = {"softmax": lambda v: F.softmax(v, dim=1), "logsoftmax": lambda v: F.log_softmax(v, dim=1),
+             "sigmoid": torch.sigmoid}[self.host](c)
+        return c, self.box(x)
+
+
+class VecHeads(nn.Module):
+    """Linear heads on a flattened trunk (R-Net style), three outputs, one without a host op."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 3)
+        self.act = nn.PReLU(5)
+        self.fc = nn.Linear(5 * 4 * 4, 16)
+        self.act2 = nn.PReLU(16)
+        self.drop = nn.Dropout(0.3)
+        self.a, self.b, self.c = nn.Linear(16, 2), nn.Linear(16, 4), nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(self.act(self.conv(x)), 3, 2, ceil_mode=True)
+        x = self.drop(self.act2(self.fc(x.flatten(1))))
+        return F.softmax(self.a(x), dim=1), self.b(x), torch.sigmoid(self.c(x))
+
+
+def _bn(c):
+    m = nn.BatchNorm2d(c)
+    g = torch.Generator().manual_seed(c)
+    with torch.no_grad():
+        m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+        m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+        m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+        m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+    return m
+
+
+def _slopes(m, values):
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor(values))
+    return m
+
+
+MODELS = {
+    "prelu_per_channel": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), _slopes(nn.PReLU(4), [0.25, -0.3, 0.0, 1.7]),
+                                                nn.Conv2d(4, 3, 3)), (3, 9, 9)),
+    "prelu_one_slope": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.PReLU(), nn.Conv2d(4, 3, 3)), (3, 8, 8)),
+    "leakyrelu": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(0.2), nn.Conv2d(4, 2, 3)), (3, 8, 8)),
+    "hardtanh": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Hardtanh(-0.5, 0.5), nn.Conv2d(4, 2, 3)), (3, 8, 8)),
+    "relu6": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6(), nn.Conv2d(4, 2, 3)), (3, 8, 8)),
+    "maxpool_ceil_pad": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(),
+                                               nn.MaxPool2d(3, 2, padding=1, ceil_mode=True),
+                                               nn.Conv2d(4, 2, 1)), (3, 10, 10)),
+    "maxpool_ceil_odd": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.PReLU(4), nn.MaxPool2d(2, 2, ceil_mode=True),
+                                               nn.Conv2d(4, 2, 3)), (3, 11, 9)),
+    "avgpool_pad": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AvgPool2d(3, 2, padding=1),
+                                          nn.Conv2d(4, 2, 1)), (3, 9, 9)),
+    "affine": lambda: (Affine(), (3, 8, 8)),
+    "standalone_bn": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), _bn(4), nn.Conv2d(4, 2, 3)), (3, 8, 8)),
+    "pad": lambda: (PadNet(), (3, 8, 8)),
+    "globalmaxpool": lambda: (nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                                            nn.Linear(6, 3)), (3, 8, 8)),
+    "identity_dropout": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Identity(), nn.Dropout2d(0.5), nn.ReLU(),
+                                               nn.Dropout(0.2), nn.Conv2d(4, 2, 3)), (3, 8, 8)),
+    "heads_softmax": lambda: (Heads("softmax"), (3, 11, 11)),
+    "heads_logsoftmax": lambda: (Heads("logsoftmax"), (3, 10, 10)),
+    "heads_sigmoid": lambda: (Heads("sigmoid"), (3, 10, 10)),
+    "vector_heads": lambda: (VecHeads(), (3, 10, 10)),
+}
+
+
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_frontends_and_golden_exactness(key, tmp_path):
+    torch.manual_seed(sum(map(ord, key)))      # a fixed seed per model (not hash(): stable across runs)
+    model, shape = MODELS[key]()
+    gt, go = check_frontends(model, shape, tmp_path)
+    q = check_exact(gt, shape)
+    check_exact(go, shape)
+    if key.startswith("prelu") or key == "maxpool_ceil_odd":
+        assert any(s.act == "prelu" for s in q.layers())
+    if key == "hardtanh":
+        assert any(s.act == "clip" and s.act_lo is not None and s.act_lo < 0 for s in q.layers())
+    if key.startswith("heads") or key == "vector_heads":
+        assert len(q.outputs) == (3 if key == "vector_heads" else 2) and q.output_ops[0] is not None
+
+
+def test_ops_reach_the_ir():
+    """The frontends emit the new IR ops (not some equivalent rewrite that would hide a gap)."""
+    cases = {"prelu_per_channel": "prelu", "hardtanh": "clip", "affine": "affine", "standalone_bn": "batchnorm",
+             "pad": "pad", "globalmaxpool": "globalmaxpool", "heads_softmax": "softmax",
+             "heads_sigmoid": "sigmoid", "heads_logsoftmax": "logsoftmax"}
+    for key, op in cases.items():
+        model, shape = MODELS[key]()
+        g = load_torch(model.eval(), input_shape=shape)
+        assert op in {n.op for n in g.nodes}, key
+    g = load_torch(MODELS["maxpool_ceil_odd"]()[0].eval(), input_shape=(3, 11, 9))
+    assert any(n.attrs.get("ceil_mode") for n in g.nodes if n.op == "maxpool")
+
+
+# ---------------------------------------------------------------------------------------------- integer rules
+
+def _layer(act, *, num=None, shift=None, lo_act=None, hi_act=None, mult=(23170, 19000), sh=(15, 14)):
+    c = len(mult)
+    return QLayer(name="L", terms=[], acc_shape=(c, 5), acc_bits=32, acc_bound=1 << 30, acc_scale=np.ones(c),
+                  bias=np.array([3, -7]), mult=np.array(mult), shift=np.array(sh), act=act, act_hi=hi_act,
+                  leaky_num=num, leaky_shift=shift, pools=[], out=QTensor("L", (c, 5), np.ones(c), -128, 127),
+                  gated=True, bn_gamma=None, float_node="L", act_lo=lo_act)
+
+
+def _ref_value(x, c, L):
+    """The value function of docs/semantics.md in Python integers (floor = //)."""
+    m, s = int(L.mult[c]), int(L.shift[c])
+    v = ((x + int(L.bias[c])) * m + (1 << (s - 1))) // (1 << s)
+    if L.act == "prelu" and v < 0:
+        v = (v * int(L.leaky_num[c])) // (1 << L.leaky_shift)
+    if L.act == "clip":
+        v = max(v, L.act_lo) if L.act_lo is not None else v
+        v = min(v, L.act_hi) if L.act_hi is not None else v
+    return min(max(v, L.out.lo), L.out.hi)
+
+
+@pytest.mark.parametrize("layer", [
+    _layer("prelu", num=np.array([256, -307]), shift=10),
+    _layer("prelu", num=np.array([1741, 0]), shift=10),
+    _layer("clip", lo_act=-40, hi_act=90),
+    _layer("clip", lo_act=None, hi_act=5),
+    _layer("clip", lo_act=-3, hi_act=None),
+])
+def test_activation_integer_rule_against_python_reference(layer):
+    rng = np.random.default_rng(7)
+    acc = rng.integers(-40000, 40000, (2, 5))
+    acc[0, :3] = [-1, -2, -3]
+    got = value_pre_pool(layer, acc)
+    ref = np.array([[_ref_value(int(acc[c, i]), c, layer) for i in range(5)] for c in range(2)])
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_prelu_rounds_down_by_hand():
+    """v = -3 with slope 0.5 (num 512 / 2**10): -1.5 rounds down to -2; slope -0.3 (num -307): 0.899 -> 0."""
+    L = _layer("prelu", num=np.array([512, -307]), shift=10, mult=(1 << 14, 1 << 14), sh=(14, 14))
+    L.bias = np.array([0, 0])
+    got = value_pre_pool(L, np.array([[-3, 3, -1, 0, -200], [-3, 3, -1, 0, -200]]))
+    np.testing.assert_array_equal(got, [[-2, 3, -1, 0, -100], [0, 3, 0, 0, 59]])
+
+
+def test_activation_names_have_one_owner():
+    assert set(ACTIVATIONS) == {"none", "relu", "relu6", "leaky", "prelu", "clip"}
+
+
+# ---------------------------------------------------------------------------------------------- refusals
+
+def test_host_op_must_end_an_output():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            return self.c(torch.softmax(x, dim=1))
+
+    with pytest.raises(UnsupportedOpError, match="softmax.*last op of a network output"):
+        load_torch(M(), input_shape=(3, 4, 4))
+
+
+def test_softmax_over_space_refused():
+    class M(nn.Module):
+        def forward(self, x):
+            return torch.softmax(x, dim=3)
+
+    with pytest.raises(UnsupportedOpError, match=r"dim=3 \(only the channel"):
+        load_torch(M(), input_shape=(3, 4, 4))
+
+
+def test_negative_slope_before_pool_refused():
+    b = GraphBuilder((2, 4, 4))
+    x = b.op("maxpool", "input", kernel=2)
+    x = b.prelu(x, [0.5, -0.5])
+    g = b.build()
+    with pytest.raises(UnsupportedOpError, match="negative slope"):
+        convert(g, video((2, 4, 4), n=2))
+
+
+def test_hardware_plan_refuses_new_ops_and_outputs():
+    from rtl_gen.errors import UnsupportedHardwareError
+    from rtl_gen.plan import HwPlan
+
+    torch.manual_seed(0)
+    model, shape = MODELS["heads_softmax"]()
+    q = convert(load_torch(model.eval(), input_shape=shape), video(shape, n=2))
+    with pytest.raises(UnsupportedHardwareError, match="2 network outputs"):
+        HwPlan.from_qnet(q, pes=1)
+    model, shape = MODELS["prelu_per_channel"]()
+    q = convert(load_torch(model.eval(), input_shape=shape), video(shape, n=2))
+    with pytest.raises(UnsupportedHardwareError, match="activation 'prelu'"):
+        HwPlan.from_qnet(q, pes=1)
