@@ -362,3 +362,56 @@ def test_hardware_plan_refuses_new_ops_and_outputs():
     q = convert(load_torch(model.eval(), input_shape=shape), video(shape, n=2))
     with pytest.raises(UnsupportedHardwareError, match="activation 'prelu'"):
         HwPlan.from_qnet(q, pes=1)
+
+
+# ---------------------------------------------------------------------------------------------- .evnet versions
+
+def _strip_v2_fields(obj):
+    """Remove the fields format version 2 added, as a version-1 writer would have left them out."""
+    if isinstance(obj, dict):
+        if obj.get("$type") in ("QNet", "Graph", "QLayer"):
+            for k in ("extra_outputs", "output_ops", "act_lo"):
+                obj["fields"].pop(k, None)
+        for v in obj.values():
+            _strip_v2_fields(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            _strip_v2_fields(v)
+    return obj
+
+
+def _rewrite(data, version, edit):
+    import hashlib
+    import io
+    import json
+    import struct
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data[evnet_file.HEADER_SIZE:]))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name in src.namelist():
+            body = src.read(name)
+            if name == "header.json":
+                h = edit(json.loads(body))
+                h["version"] = version
+                body = json.dumps(h).encode()
+            z.writestr(name, body)
+    p = buf.getvalue()
+    return struct.pack("<8sIQ32s", evnet_file.MAGIC, version, len(p), hashlib.sha256(p).digest()) + p
+
+
+def test_version1_file_still_loads():
+    torch.manual_seed(3)
+    model, shape = MODELS["leakyrelu"]()
+    g = load_torch(model.eval(), input_shape=shape)
+    q = convert(g, video(shape, n=3))
+    data = evnet_file.dumps(q, g)
+    q1, g1 = evnet_file.loads(_rewrite(data, 1, _strip_v2_fields))
+    assert q1.extra_outputs == [] and q1.output_ops == [] and g1.extra_outputs == []
+    assert all(s.act_lo is None for s in q1.layers())
+    for f in video(shape, n=3):
+        np.testing.assert_array_equal(dense_forward(q1, f)[q1.output], dense_forward(q, f)[q.output])
+    # a version-2 file must carry every field
+    with pytest.raises(evnet_file.ModelFileError, match="lacks field"):
+        evnet_file.loads(_rewrite(data, 2, _strip_v2_fields))
