@@ -415,3 +415,34 @@ def test_version1_file_still_loads():
     # a version-2 file must carry every field
     with pytest.raises(evnet_file.ModelFileError, match="lacks field"):
         evnet_file.loads(_rewrite(data, 2, _strip_v2_fields))
+
+
+# ---------------------------------------------------------------------------------------------- counters
+
+def test_counters_with_prelu_ceil_pool_and_affine():
+    """Hand-derived counts: conv 2x2 (1->2) on 5x5, PReLU, max-pool 3/2 ceil (4x4 -> 2x2), affine, linear."""
+    rng = np.random.default_rng(5)
+    b = GraphBuilder((1, 5, 5))
+    x = b.conv("input", rng.normal(size=(2, 1, 2, 2)), rng.normal(size=2), name="conv")
+    x = b.prelu(x, [0.25, 0.5], name="act")
+    x = b.op("maxpool", x, kernel=3, stride=2, ceil_mode=True, name="pool")
+    x = b.affine(x, [2.0, -1.0], [0.5, 0.0], name="aff")
+    x = b.op("flatten", x, name="flat")
+    b.linear(x, rng.normal(size=(3, 8)), name="fc")
+    g = b.build()
+    assert g.node("pool").shape == (2, 2, 2)        # floor mode would give 1x1
+    f0 = np.full((1, 5, 5), 100)
+    q = convert(g, np.stack([f0, f0 + 50]))
+    set_thresholds(q, 0.0)
+    m = EventModel(q, Policy("evnet"))
+    r0 = m.step(f0)
+    assert r0.layers["conv"].dense_macs == 2 * 4 * 4 * 4 and r0.layers["fc"].dense_macs == 3 * 8
+    assert r0.layers["aff"].dense_acc_ops == 8          # the affine multiplies each element once (overhead)
+    f1 = f0.copy()
+    f1[0, 4, 4] = 250                                   # read by conv output (3, 3) only
+    r1 = m.step(f1)
+    c = r1.layers["conv"]
+    assert c.event_macs == 2 and c.acc_u == 2
+    # pool windows (rows/cols 0-2, 2-4 with the ceil-mode end padding): (3, 3) lies in window (1, 1) only
+    assert c.gate_u == 2
+    assert r1.layers["input"].gate_t == 1
