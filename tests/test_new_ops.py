@@ -145,6 +145,16 @@ class Affine(nn.Module):
         return self.c2(x)
 
 
+class AmaxHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 6, 3)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(torch.amax(F.relu(self.c(x)), dim=(2, 3)))
+
+
 class PadNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -229,6 +239,7 @@ MODELS = {
     "pad": lambda: (PadNet(), (3, 8, 8)),
     "globalmaxpool": lambda: (nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
                                             nn.Linear(6, 3)), (3, 8, 8)),
+    "globalmax_amax": lambda: (AmaxHead(), (3, 8, 8)),
     "identity_dropout": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Identity(), nn.Dropout2d(0.5), nn.ReLU(),
                                                nn.Dropout(0.2), nn.Conv2d(4, 2, 3)), (3, 8, 8)),
     "heads_softmax": lambda: (Heads("softmax"), (3, 11, 11)),

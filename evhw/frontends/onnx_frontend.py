@@ -8,7 +8,8 @@ Supported ONNX ops (default domain):
 * ``Conv`` (2-D; strides, pads, dilations, group; auto_pad NOTSET, VALID, SAME_UPPER, SAME_LOWER)
 * ``Gemm`` (transA=0, alpha=beta=1, constant B and C), ``MatMul`` with a constant right operand
   (a following ``Add`` of a constant becomes its bias)
-* ``ReduceMean`` over (H, W) (PyTorch's ``x.mean((2, 3))``; a global average pool)
+* ``ReduceMean`` / ``ReduceMax`` over (H, W) (PyTorch's ``x.mean((2, 3))`` / ``x.amax((2, 3))``;
+  a global average / max pool)
 * ``BatchNormalization`` (inference; folded into a conv / linear before it, else a per-channel affine),
   ``Relu``, ``LeakyRelu``, ``PRelu`` (one slope or one per channel), ``Clip`` (any constant bounds)
 * ``MaxPool`` (ceil_mode too), ``AveragePool`` (padding only with count_include_pad=1; ceil_mode=1
@@ -667,6 +668,20 @@ class _OnnxReader:
         if len(shape) != 3 or axes != [2, 3]:
             raise self._unsupported(f"mean over axes {axes} (only the spatial axes 2, 3)")
         pooled = self._emit("globalavgpool", [self._x(ins)])
+        if not self.attrs.get("keepdims", 1):
+            self._emit("flatten", [pooled])
+
+    def _op_ReduceMax(self, node, ins):
+        # x.amax((2, 3)) in PyTorch: a global max-pool, flattened unless keepdims.
+        shape = self.asm.shape(self._x(ins))
+        if "axes" in self.attrs:
+            axes = self.attrs["axes"]
+        else:
+            axes = self._const(ins[1], "axes", optional=True) if len(ins) > 1 and ins[1] else None
+        axes = sorted(int(a) % (len(shape) + 1) for a in np.reshape(axes if axes is not None else [], -1))
+        if len(shape) != 3 or axes != [2, 3]:
+            raise self._unsupported(f"max over axes {axes} (only the spatial axes 2, 3)")
+        pooled = self._emit("globalmaxpool", [self._x(ins)])
         if not self.attrs.get("keepdims", 1):
             self._emit("flatten", [pooled])
 

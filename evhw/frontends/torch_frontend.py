@@ -15,7 +15,7 @@ of an output (host ops).
 Supported functions and methods: ``relu`` (torch / F / method, in-place too), ``F.relu6``,
 ``F.hardtanh``, ``torch.clamp`` / ``clip`` (constant bounds), ``F.leaky_relu``, ``F.prelu``,
 ``F.max_pool2d``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d``, ``F.adaptive_max_pool2d(·, 1)``,
-``F.pad`` (constant 0, H and W), ``mean`` over (H, W), ``torch.flatten(x, 1)`` / ``x.flatten(1)``,
+``F.pad`` (constant 0, H and W), ``mean`` / ``amax`` over (H, W), ``torch.flatten(x, 1)`` / ``x.flatten(1)``,
 ``view`` / ``reshape`` to ``(batch, -1)``, ``x.size()`` / ``x.shape``, ``+`` / ``torch.add`` /
 ``x.add`` of two tensors, ``+ - * /`` with a number or a per-channel constant, ``torch.cat(dim=1)``,
 ``F.interpolate`` (nearest, integer factors), ``F.dropout``, ``contiguous``, ``softmax`` /
@@ -163,6 +163,7 @@ _SIG = {
     "adaptive_max_pool2d": [("input", ...), ("output_size", ...), ("return_indices", False)],
     "softmax": [("input", ...), ("dim", None), ("_stacklevel", 3), ("dtype", None)],
     "unary": [("input", ...)],
+    "amax": [("input", ...), ("dim", ()), ("keepdim", False)],
     "binary": [("input", ...), ("other", ...)],
     "mean": [("input", ...), ("dim", None), ("keepdim", False), ("dtype", None)],
 }
@@ -188,6 +189,7 @@ class _FxReader:
             torch.concat: ("cat", self._cat), torch.concatenate: ("cat", self._cat),
             F.interpolate: ("interpolate", self._interpolate), F.dropout: ("dropout", self._identity),
             F.dropout2d: ("dropout", self._identity), torch.mean: ("mean", self._mean),
+            torch.amax: ("amax", self._amax),
             F.prelu: ("prelu", self._prelu), torch.prelu: ("prelu", self._prelu),
             torch.clamp: ("clamp", self._clamp), torch.clip: ("clamp", self._clamp),
             F.pad: ("pad", self._pad), F.adaptive_max_pool2d: ("adaptive_max_pool2d", self._adaptive_max),
@@ -203,7 +205,7 @@ class _FxReader:
             "relu": ("relu", self._relu), "relu_": ("relu", self._relu), "flatten": ("flatten", self._flatten),
             "add": ("add", self._add), "add_": ("add", self._add), "mean": ("mean", self._mean),
             "contiguous": ([("input", ...)], self._identity),
-            "clamp": ("clamp", self._clamp), "clip": ("clamp", self._clamp),
+            "clamp": ("clamp", self._clamp), "clip": ("clamp", self._clamp), "amax": ("amax", self._amax),
             "softmax": ("softmax", self._host("softmax")), "log_softmax": ("softmax", self._host("logsoftmax")),
             "sigmoid": ("unary", self._host("sigmoid")), "sub": ("binary", self._arith("sub")),
             "mul": ("binary", self._arith("mul")), "div": ("binary", self._arith("div")),
@@ -524,6 +526,17 @@ class _FxReader:
         if len(shape) != 3 or dims != [2, 3]:
             raise self._unsupported(f"mean over dims {a['dim']} (only the spatial dims 2, 3)")
         out = self._emit("globalavgpool", [a["input"]])
+        if a["keepdim"]:
+            return out
+        return _Ref(self.asm.add("flatten", [out.name], name=self.cur.name + "_flat", source=self.cur.name))
+
+    def _amax(self, a):
+        shape = self._shape(a["input"])
+        dims = a["dim"]
+        dims = sorted(int(d) % (len(shape) + 1) for d in ((dims,) if isinstance(dims, int) else dims or ()))
+        if len(shape) != 3 or dims != [2, 3]:
+            raise self._unsupported(f"amax over dims {a['dim']} (only the spatial dims 2, 3)")
+        out = self._emit("globalmaxpool", [a["input"]])
         if a["keepdim"]:
             return out
         return _Ref(self.asm.add("flatten", [out.name], name=self.cur.name + "_flat", source=self.cur.name))
