@@ -457,3 +457,44 @@ def test_counters_with_prelu_ceil_pool_and_affine():
     # pool windows (rows/cols 0-2, 2-4 with the ceil-mode end padding): (3, 3) lies in window (1, 1) only
     assert c.gate_u == 2
     assert r1.layers["input"].gate_t == 1
+
+
+def _onnx_model(nodes, inits, in_shape, out_shape):
+    from onnx import TensorProto, helper
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in
+          (("x", ["N", *in_shape]), ("y", ["N", *out_shape]))]
+    g = helper.make_graph(nodes, "hand", io[:1], io[1:], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _init(name, arr, dtype=np.float32):
+    from onnx import numpy_helper
+    return numpy_helper.from_array(np.asarray(arr, dtype=dtype), name)
+
+
+@pytest.mark.parametrize("nodes, inits, match", [
+    ([("PRelu", ["x", "x"], {})], [], r"'PRelu' at node 'op'.*slope 'x' is not a constant"),
+    ([("Pad", ["x", "p"], {"mode": "reflect"})], [("p", [0, 0, 1, 1, 0, 0, 1, 1], np.int64)],
+     r"'Pad' at node 'op': mode='reflect'"),
+    ([("Pad", ["x", "p", "v"], {})], [("p", [0, 0, 1, 1, 0, 0, 1, 1], np.int64), ("v", 1.0, np.float32)],
+     r"'Pad' at node 'op': constant value 1.0"),
+    ([("Pad", ["x", "p"], {})], [("p", [0, 1, 0, 0, 0, 0, 0, 0], np.int64)], r"only padding H and W"),
+    ([("Clip", ["x", "lo", "hi"], {})], [("lo", 2.0, np.float32), ("hi", 1.0, np.float32)], r"needs min < max"),
+    ([("Div", ["x", "z"], {})], [("z", [0.0], np.float32)], r"division by zero"),
+    ([("Mul", ["x", "k"], {})], [("k", np.ones((1, 1, 4, 4)), np.float32)], r"not a per-channel"),
+    ([("Softmax", ["x"], {"axis": 3})], [], r"axis=3 \(only the channel axis 1\)"),
+])
+def test_onnx_new_ops_refusals_name_op_and_node(nodes, inits, match):
+    from onnx import helper
+    ns = [helper.make_node(op, ins, ["y"], name="op", **attrs) for op, ins, attrs in nodes]
+    m = _onnx_model(ns, [_init(n, a, d) for n, a, d in inits], (2, 4, 4), (2, 4, 4))
+    with pytest.raises(UnsupportedOpError, match=match):
+        load_onnx(m)
+
+
+def test_pad_must_feed_a_conv_or_avgpool():
+    b = GraphBuilder((2, 4, 4))
+    x = b.op("pad", "input", pads=(1, 1, 1, 1), name="padme")
+    b.op("maxpool", x, kernel=2)
+    with pytest.raises(UnsupportedOpError, match="zero padding at node 'padme' must feed exactly one conv"):
+        convert(b.build(), video((2, 4, 4), n=2))

@@ -487,7 +487,7 @@ class _OnnxReader:
             raise self._unsupported(f"constant of shape {c.shape} does not broadcast per channel")
         full = c.reshape((1,) * (rank + 1 - c.ndim) + c.shape)
         if any(d != 1 for k, d in enumerate(full.shape) if k != 1) or full.shape[1] not in (1, channels):
-            raise self._unsupported(f"constant of shape {c.shape} is not a per-channel bias")
+            raise self._unsupported(f"constant of shape {c.shape} is not a scalar or per-channel constant")
         return np.broadcast_to(full.reshape(-1), (channels,)).copy()
 
     def _op_Add(self, node, ins):
