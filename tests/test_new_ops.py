@@ -481,7 +481,7 @@ def _init(name, arr, dtype=np.float32):
     ([("Pad", ["x", "p"], {})], [("p", [0, 1, 0, 0, 0, 0, 0, 0], np.int64)], r"only padding H and W"),
     ([("Clip", ["x", "lo", "hi"], {})], [("lo", 2.0, np.float32), ("hi", 1.0, np.float32)], r"needs min < max"),
     ([("Div", ["x", "z"], {})], [("z", [0.0], np.float32)], r"division by zero"),
-    ([("Mul", ["x", "k"], {})], [("k", np.ones((1, 1, 4, 4)), np.float32)], r"not a per-channel"),
+    ([("Mul", ["x", "k"], {})], [("k", np.ones((1, 1, 4, 4)), np.float32)], r"not a scalar or per-channel constant"),
     ([("Softmax", ["x"], {"axis": 3})], [], r"axis=3 \(only the channel axis 1\)"),
 ])
 def test_onnx_new_ops_refusals_name_op_and_node(nodes, inits, match):
