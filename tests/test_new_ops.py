@@ -498,3 +498,20 @@ def test_pad_must_feed_a_conv_or_avgpool():
     b.op("maxpool", x, kernel=2)
     with pytest.raises(UnsupportedOpError, match="zero padding at node 'padme' must feed exactly one conv"):
         convert(b.build(), video((2, 4, 4), n=2))
+
+
+def test_facenet_names_without_the_package(monkeypatch, capsys):
+    """Without facenet-pytorch, facenet:* fails with one line that says what to install."""
+    import importlib.util
+
+    from cliutil import run
+    from evhw.frontends import mtcnn
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "facenet_pytorch" else real(n, *a))
+    assert not mtcnn.available()
+    code, out, err = run(capsys, "convert", "facenet:rnet", "-o", "unused.evnet")
+    assert code == 2 and "pip install --no-deps facenet-pytorch==2.6.0" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, out, err = run(capsys, "info", "facenet:qnet")
+    assert code == 2 and "unknown MTCNN network 'facenet:qnet'" in err
