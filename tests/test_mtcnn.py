@@ -16,7 +16,7 @@ pytest.importorskip("onnx")
 
 from evhw import agreement  # noqa: E402
 from evhw.convert import convert, set_thresholds  # noqa: E402
-from evhw.datasets import video_clip  # noqa: E402
+from evhw.flow.network import clip_for  # noqa: E402
 from evhw.floatmodel import run_float  # noqa: E402
 from evhw.frontends import mtcnn  # noqa: E402
 from evhw.golden import EventModel, Policy, dense_forward, host_outputs  # noqa: E402
@@ -28,7 +28,7 @@ FRAMES = 16
 
 
 def frames(net, n=FRAMES):
-    return video_clip(mtcnn.default_video(net), mtcnn.input_shape(net), frames=n).frames
+    return clip_for(mtcnn.default_video(net), mtcnn.input_shape(net), n).frames
 
 
 @pytest.mark.parametrize("net", mtcnn.NETS)
