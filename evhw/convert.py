@@ -44,7 +44,8 @@ def fold_batchnorm(graph: Graph) -> Graph:
 
     * BatchNorm folds into the conv/linear that alone feeds it (|gamma| recorded as ``bn_gamma``);
       any other BatchNorm becomes a per-channel ``affine`` (a standalone BatchNorm);
-    * an ``affine`` (constant Mul/Div/Add/Sub) folds into the conv/linear that alone feeds it;
+    * consecutive ``affine`` nodes (constant Mul/Div/Add/Sub) compose into one, which folds into the
+      conv/linear that alone feeds it;
     * a zero ``pad`` folds into the padding of the conv or average pool that alone reads it.
     """
     g = graph.copy()
@@ -62,6 +63,14 @@ def fold_batchnorm(graph: Graph) -> Graph:
         prod.params["bias"] = (b - p["mean"]) * scale + p["beta"]
         prod.attrs["bn_gamma"] = np.abs(p["gamma"]).tolist()
         _drop(g, bn, prod.name)
+    for af in [n for n in g.nodes if n.op == "affine"]:
+        prod = g.node(af.inputs[0])
+        if prod.op == "affine" and len(g.consumers(prod.name)) == 1 and prod.name not in g.outputs:
+            # two affines in a row (x * k + c exported as Mul then Add): one affine
+            prod.params = {"mul": prod.params["mul"] * af.params["mul"],
+                           "add": prod.params["add"] * af.params["mul"] + af.params["add"]}
+            _drop(g, af, prod.name)
+            continue
     for af in [n for n in g.nodes if n.op == "affine"]:
         prod = g.node(af.inputs[0])
         if not _foldable_into(g, prod):

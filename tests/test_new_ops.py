@@ -273,6 +273,11 @@ def test_ops_reach_the_ir():
         model, shape = MODELS[key]()
         g = load_torch(model.eval(), input_shape=shape)
         assert op in {n.op for n in g.nodes}, key
+    # x * k + 1, / 2, 1 - x after a ReLU: four affines in a row compose into one accumulator
+    torch.manual_seed(0)
+    model, shape = MODELS["affine"]()
+    q = convert(load_torch(model.eval(), input_shape=shape), video(shape, n=2))
+    assert sum(t.kind == "scale" for s in q.layers() for t in s.terms) == 1
     g = load_torch(MODELS["maxpool_ceil_odd"]()[0].eval(), input_shape=(3, 11, 9))
     assert any(n.attrs.get("ceil_mode") for n in g.nodes if n.op == "maxpool")
 
