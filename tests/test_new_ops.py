@@ -203,6 +203,18 @@ class VecHeads(nn.Module):
         return F.softmax(self.a(x), dim=1), self.b(x), torch.sigmoid(self.c(x))
 
 
+class FeatureAndHead(nn.Module):
+    """An output that other layers also read (a feature map returned beside the head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 3)
+
+    def forward(self, x):
+        f = F.relu(self.c1(x))
+        return self.c2(f), f
+
+
 def _bn(c):
     m = nn.BatchNorm2d(c)
     g = torch.Generator().manual_seed(c)
@@ -246,6 +258,7 @@ MODELS = {
     "heads_logsoftmax": lambda: (Heads("logsoftmax"), (3, 10, 10)),
     "heads_sigmoid": lambda: (Heads("sigmoid"), (3, 10, 10)),
     "vector_heads": lambda: (VecHeads(), (3, 10, 10)),
+    "output_also_read": lambda: (FeatureAndHead(), (3, 9, 9)),
 }
 
 
