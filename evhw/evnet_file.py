@@ -64,7 +64,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EvhwError, ModelFileError
-from .ir import Graph, Node
+from .ir import HOST_OPS, Graph, Node
 from .qnet import QLayer, QNet, QTensor, QView, Term
 
 MAGIC = b"EVNET\x00\r\n"
@@ -293,6 +293,8 @@ def _check_types(q, g):
         names.add(s.out.name)
     if not isinstance(q.extra_outputs, list) or not isinstance(q.output_ops, list):
         raise _Malformed("QNet extra_outputs/output_ops are not lists")
+    if len(q.output_ops) not in (0, len(q.outputs)) or any(o is not None and o not in HOST_OPS for o in q.output_ops):
+        raise _Malformed(f"QNet output_ops {q.output_ops!r}: one per output, each null or one of {', '.join(HOST_OPS)}")
     for o in q.outputs:
         if o not in names:
             raise _Malformed(f"QNet output {o!r} is not a tensor")

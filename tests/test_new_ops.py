@@ -533,3 +533,15 @@ def test_facenet_names_without_the_package(monkeypatch, capsys):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     code, out, err = run(capsys, "info", "facenet:qnet")
     assert code == 2 and "unknown MTCNN network 'facenet:qnet'" in err
+
+
+def test_evnet_rejects_unknown_host_op():
+    torch.manual_seed(1)
+    model, shape = MODELS["heads_sigmoid"]()
+    q = convert(load_torch(model.eval(), input_shape=shape), video(shape, n=2))
+
+    def edit(h):
+        h["qnet"]["fields"]["output_ops"] = ["gelu", None]
+        return h
+    with pytest.raises(evnet_file.ModelFileError, match="output_ops.*gelu.*softmax"):
+        evnet_file.loads(_rewrite(evnet_file.dumps(q), evnet_file.VERSION, edit))
