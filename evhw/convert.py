@@ -45,7 +45,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
     * BatchNorm folds into the conv/linear that alone feeds it (|gamma| recorded as ``bn_gamma``);
       any other BatchNorm becomes a per-channel ``affine`` (a standalone BatchNorm);
     * consecutive ``affine`` nodes (constant Mul/Div/Add/Sub) compose into one, which folds into the
-      conv/linear that alone feeds it;
+      conv/linear that alone feeds it, or else into the linear / unpadded conv that alone reads it;
     * a zero ``pad`` folds into the padding of the conv or average pool that alone reads it.
     """
     g = graph.copy()
@@ -79,6 +79,26 @@ def fold_batchnorm(graph: Graph) -> Graph:
         prod.params["weight"] = w * mul.reshape((-1,) + (1,) * (w.ndim - 1))
         prod.params["bias"] = prod.params.get("bias", np.zeros(w.shape[0])) * mul + af.params["add"]
         _drop(g, af, prod.name)
+    for af in [n for n in g.nodes if n.op == "affine"]:
+        # otherwise forward, into the linear or unpadded conv that alone reads it (exact: no padded taps)
+        cons = g.consumers(af.name)
+        c = cons[0] if len(cons) == 1 else None
+        if af.name in g.outputs or c is None or not (
+                c.op == "linear" or (c.op == "conv" and not any(pads4(c.attrs.get("padding", 0))))):
+            continue
+        w = c.params["weight"]
+        mul, add = af.params["mul"], af.params["add"]
+        if c.op == "conv":
+            groups = int(c.attrs.get("groups", 1))
+            cin = (np.arange(w.shape[0])[:, None] // (w.shape[0] // groups)) * w.shape[1] + np.arange(w.shape[1])
+            shp = cin.shape + (1, 1)
+            c.params["bias"] = c.params.get("bias", np.zeros(w.shape[0])) + (w * add[cin].reshape(shp)).sum(
+                axis=(1, 2, 3))
+            c.params["weight"] = w * mul[cin].reshape(shp)
+        else:
+            c.params["bias"] = c.params.get("bias", np.zeros(w.shape[0])) + w @ add
+            c.params["weight"] = w * mul[None, :]
+        _drop(g, af, af.inputs[0])
     for pad in [n for n in g.nodes if n.op == "pad"]:
         cons = g.consumers(pad.name)
         if len(cons) != 1 or pad.name in g.outputs or cons[0].op not in ("conv", "avgpool"):

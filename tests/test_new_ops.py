@@ -26,7 +26,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from evhw import evnet_file  # noqa: E402
-from evhw.convert import convert, set_thresholds  # noqa: E402
+from evhw.convert import convert, fold_batchnorm, set_thresholds  # noqa: E402
 from evhw.errors import UnsupportedOpError  # noqa: E402
 from evhw.floatmodel import run_float  # noqa: E402
 from evhw.frontends.onnx_frontend import load_onnx  # noqa: E402
@@ -97,6 +97,11 @@ def check_exact(graph, shape, *, frames=10):
     """Convert; the event model at threshold 0 equals dense integer inference on every frame and output.
     Also the quantized network stays close to the float one (catches a wrong integer rule)."""
     vid = video(shape, n=frames, seed=2)
+    # the graph simplification (BatchNorm / affine / pad folding) is exact in float
+    simple = fold_batchnorm(graph)
+    a, b = run_float(graph, vid[:3]), run_float(simple, vid[:3])
+    for o, so in zip(graph.outputs, simple.outputs):
+        np.testing.assert_allclose(b[so], a[o], rtol=1e-9, atol=1e-9)
     q = convert(graph, vid[:4])
     set_thresholds(q, 0.0)
     m = EventModel(q, Policy("evnet"))
@@ -134,7 +139,7 @@ class Affine(nn.Module):
     def __init__(self):
         super().__init__()
         self.c1 = nn.Conv2d(3, 4, 3, padding=1)
-        self.c2 = nn.Conv2d(4, 4, 3)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)      # padded: the affine cannot fold forward into it
         self.register_buffer("k", torch.tensor([0.5, -1.0, 2.0, 1.5]).reshape(1, 4, 1, 1))
 
     def forward(self, x):
@@ -153,6 +158,21 @@ class AmaxHead(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.amax(F.relu(self.c(x)), dim=(2, 3)))
+
+
+class ForwardAffine(nn.Module):
+    """Affines that fold forward: normalization on the input before an unpadded (grouped) conv, and a
+    per-feature scale before a linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(4, 6, 3, groups=2)
+        self.fc = nn.Linear(6 * 4 * 4, 3)
+        self.register_buffer("m", torch.tensor([0.4, 0.5, 0.6, 0.7]).reshape(4, 1, 1))
+
+    def forward(self, x):
+        x = F.relu(self.c((x - self.m) / 0.25))
+        return self.fc(x.flatten(1) * 3.0 - 1.0)
 
 
 class PadNet(nn.Module):
@@ -247,6 +267,7 @@ MODELS = {
     "avgpool_pad": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AvgPool2d(3, 2, padding=1),
                                           nn.Conv2d(4, 2, 1)), (3, 9, 9)),
     "affine": lambda: (Affine(), (3, 8, 8)),
+    "affine_forward": lambda: (ForwardAffine(), (4, 6, 6)),
     "standalone_bn": lambda: (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), _bn(4), nn.Conv2d(4, 2, 3)), (3, 8, 8)),
     "pad": lambda: (PadNet(), (3, 8, 8)),
     "globalmaxpool": lambda: (nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
@@ -291,6 +312,9 @@ def test_ops_reach_the_ir():
     model, shape = MODELS["affine"]()
     q = convert(load_torch(model.eval(), input_shape=shape), video(shape, n=2))
     assert sum(t.kind == "scale" for s in q.layers() for t in s.terms) == 1
+    model, shape = MODELS["affine_forward"]()
+    q = convert(load_torch(model.eval(), input_shape=shape), video(shape, n=2))
+    assert [t.kind for s in q.layers() for t in s.terms] == ["conv", "linear"]       # both folded forward
     g = load_torch(MODELS["maxpool_ceil_odd"]()[0].eval(), input_shape=(3, 11, 9))
     assert any(n.attrs.get("ceil_mode") for n in g.nodes if n.op == "maxpool")
 
