@@ -143,3 +143,9 @@ def test_generate_refuses_several_outputs(capsys, heads_onnx, tmp_path):
     code, out, err = run(capsys, "generate", heads_onnx, "-o", str(tmp_path / "b"))
     assert code == 2, err
     assert "network outputs" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_info_lists_outputs_and_host_ops(capsys, heads_onnx):
+    code, out, err = run(capsys, "info", heads_onnx)
+    assert code == 0, err
+    assert "outputs: cls_Conv (softmax on the host), box_Conv" in " ".join(out.split())

@@ -71,6 +71,8 @@ def info(net):
     from ..flow.network import load_network
     q, _ = load_network(net)
     out.print(layer_table(q))
+    outs = [o + (f" ({q.output_op(i)} on the host)" if q.output_op(i) else "") for i, o in enumerate(q.outputs)]
+    out.print(f"output{'s' if len(outs) > 1 else ''}: {', '.join(outs)}")
     out.print(f"threshold h={q.default_threshold} (bn-scale: {q.bn_scale}), input threshold "
               f"{q.default_input_threshold if q.default_input_threshold is not None else q.default_threshold}")
 
