@@ -569,3 +569,19 @@ def test_evnet_rejects_unknown_host_op():
         return h
     with pytest.raises(evnet_file.ModelFileError, match="output_ops.*gelu.*softmax"):
         evnet_file.loads(_rewrite(evnet_file.dumps(q), evnet_file.VERSION, edit))
+
+
+def test_torch_arithmetic_options_refused():
+    class M(nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x):
+            return self.fn(x)
+
+    for fn, match in ((lambda x: torch.div(x, 2.0, rounding_mode="floor"), "rounding_mode='floor'"),
+                      (lambda x: torch.sub(x, 1.0, alpha=2), "alpha=2"),
+                      (lambda x: x * x, "mul of two computed tensors")):
+        with pytest.raises(UnsupportedOpError, match=match):
+            load_torch(M(fn), input_shape=(2, 4, 4))

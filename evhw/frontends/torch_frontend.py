@@ -164,7 +164,7 @@ _SIG = {
     "softmax": [("input", ...), ("dim", None), ("_stacklevel", 3), ("dtype", None)],
     "unary": [("input", ...)],
     "amax": [("input", ...), ("dim", ()), ("keepdim", False)],
-    "binary": [("input", ...), ("other", ...)],
+    "binary": [("input", ...), ("other", ...), ("alpha", 1), ("rounding_mode", None)],
     "mean": [("input", ...), ("dim", None), ("keepdim", False), ("dtype", None)],
 }
 
@@ -441,6 +441,8 @@ class _FxReader:
         """``x (op) constant`` or ``constant (op) x`` with a number or a per-channel constant: an affine."""
         def handler(a):
             x, c = a["input"], a["other"]
+            if a.get("alpha", 1) != 1 or a.get("rounding_mode") is not None:
+                raise self._unsupported(f"alpha={a.get('alpha', 1)}, rounding_mode={a.get('rounding_mode')!r}")
             first = isinstance(x, _Ref)
             if not first and not isinstance(c, _Ref):
                 raise self._unsupported("no operand is computed from the input")
