@@ -12,38 +12,101 @@ import numpy as np
 
 from .errors import AccumulatorWidthError, ConfigError, QuantizationError, ShapeError, UnsupportedOpError
 from .floatmodel import run_float
-from .ir import VALUE_OPS, Graph, pads4, pair
+from .ir import ACT_OF_OP, HOST_OPS, VALUE_OPS, Graph, pads4, pair, pool_window
 from .qnet import MULT_BITS, QLayer, QNet, QTensor, QView, Term
 
-LINEAR_OPS = ("conv", "linear", "avgpool", "globalavgpool", "add")
+LINEAR_OPS = ("conv", "linear", "avgpool", "globalavgpool", "add", "affine")
 VIEW_OPS = ("flatten", "concat", "upsample")
 ADD_FRAC_BITS = 10      # add: operand multipliers are integers with 10 fractional bits of precision
 LEAKY_SHIFT = 7         # LeakyReLU slope = num / 2**7 (0.1 -> 13/128)
+PRELU_SHIFT = 10        # PReLU slopes = num_c / 2**10, |num_c| < 2**15
 MAX_ACC_BITS = 48       # (a + bias) * M must fit int64; float64 kernels need < 2**53
 
 
+def _drop(g: Graph, node, into):
+    """Remove ``node`` from ``g``, rerouting its readers (and an output naming it) to ``into``."""
+    for c in g.consumers(node.name):
+        c.inputs = [into if i == node.name else i for i in c.inputs]
+    if g.output == node.name:
+        g.output = into
+    g.extra_outputs = [into if o == node.name else o for o in g.extra_outputs]
+    g.nodes.remove(node)
+    del g.by_name[node.name]
+
+
+def _foldable_into(g: Graph, prod):
+    return prod.op in ("conv", "linear") and len(g.consumers(prod.name)) == 1 and prod.name not in g.outputs
+
+
 def fold_batchnorm(graph: Graph) -> Graph:
-    """Fold every BatchNorm into the conv/linear that feeds it. Records |gamma| as ``bn_gamma``."""
+    """Simplify a float graph before conversion (each step exact in real arithmetic):
+
+    * BatchNorm folds into the conv/linear that alone feeds it (|gamma| recorded as ``bn_gamma``);
+      any other BatchNorm becomes a per-channel ``affine`` (a standalone BatchNorm);
+    * consecutive ``affine`` nodes (constant Mul/Div/Add/Sub) compose into one, which folds into the
+      conv/linear that alone feeds it, or else into the linear / unpadded conv that alone reads it;
+    * a zero ``pad`` folds into the padding of the conv or average pool that alone reads it.
+    """
     g = graph.copy()
     for bn in [n for n in g.nodes if n.op == "batchnorm"]:
-        prod = g.node(bn.inputs[0])
-        if prod.op not in ("conv", "linear") or len(g.consumers(prod.name)) != 1 or prod.name == g.output:
-            raise UnsupportedOpError(
-                f"BatchNorm at {bn.where()} follows {prod.op!r} node {prod.name!r}; evhw folds BatchNorm "
-                f"only into a conv or linear layer that feeds nothing else")
         p = bn.params
         scale = p["gamma"] / np.sqrt(p["var"] + bn.attrs.get("eps", 1e-5))
+        prod = g.node(bn.inputs[0])
+        if not _foldable_into(g, prod):
+            bn.op, bn.attrs = "affine", {"bn_gamma": np.abs(p["gamma"]).tolist()}
+            bn.params = {"mul": scale, "add": p["beta"] - p["mean"] * scale}
+            continue
         w = prod.params["weight"]
         prod.params["weight"] = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
         b = prod.params.get("bias", np.zeros(w.shape[0]))
         prod.params["bias"] = (b - p["mean"]) * scale + p["beta"]
         prod.attrs["bn_gamma"] = np.abs(p["gamma"]).tolist()
-        for c in g.consumers(bn.name):
-            c.inputs = [prod.name if i == bn.name else i for i in c.inputs]
-        if g.output == bn.name:
-            g.output = prod.name
-        g.nodes.remove(bn)
-        del g.by_name[bn.name]
+        _drop(g, bn, prod.name)
+    for af in [n for n in g.nodes if n.op == "affine"]:
+        prod = g.node(af.inputs[0])
+        if prod.op == "affine" and len(g.consumers(prod.name)) == 1 and prod.name not in g.outputs:
+            # two affines in a row (x * k + c exported as Mul then Add): one affine
+            prod.params = {"mul": prod.params["mul"] * af.params["mul"],
+                           "add": prod.params["add"] * af.params["mul"] + af.params["add"]}
+            _drop(g, af, prod.name)
+            continue
+    for af in [n for n in g.nodes if n.op == "affine"]:
+        prod = g.node(af.inputs[0])
+        if not _foldable_into(g, prod):
+            continue
+        w, mul = prod.params["weight"], af.params["mul"]
+        prod.params["weight"] = w * mul.reshape((-1,) + (1,) * (w.ndim - 1))
+        prod.params["bias"] = prod.params.get("bias", np.zeros(w.shape[0])) * mul + af.params["add"]
+        _drop(g, af, prod.name)
+    for af in [n for n in g.nodes if n.op == "affine"]:
+        # otherwise forward, into the linear or unpadded conv that alone reads it (exact: no padded taps)
+        cons = g.consumers(af.name)
+        c = cons[0] if len(cons) == 1 else None
+        if af.name in g.outputs or c is None or not (
+                c.op == "linear" or (c.op == "conv" and not any(pads4(c.attrs.get("padding", 0))))):
+            continue
+        w = c.params["weight"]
+        mul, add = af.params["mul"], af.params["add"]
+        if c.op == "conv":
+            groups = int(c.attrs.get("groups", 1))
+            cin = (np.arange(w.shape[0])[:, None] // (w.shape[0] // groups)) * w.shape[1] + np.arange(w.shape[1])
+            shp = cin.shape + (1, 1)
+            c.params["bias"] = c.params.get("bias", np.zeros(w.shape[0])) + (w * add[cin].reshape(shp)).sum(
+                axis=(1, 2, 3))
+            c.params["weight"] = w * mul[cin].reshape(shp)
+        else:
+            c.params["bias"] = c.params.get("bias", np.zeros(w.shape[0])) + w @ add
+            c.params["weight"] = w * mul[None, :]
+        _drop(g, af, af.inputs[0])
+    for pad in [n for n in g.nodes if n.op == "pad"]:
+        cons = g.consumers(pad.name)
+        if len(cons) != 1 or pad.name in g.outputs or cons[0].op not in ("conv", "avgpool"):
+            raise UnsupportedOpError(f"zero padding at {pad.where()} must feed exactly one conv or average pool "
+                                     f"(it is folded into that layer's padding)")
+        c = cons[0]
+        key = "padding"
+        c.attrs[key] = tuple(a + b for a, b in zip(pads4(c.attrs.get(key, 0)), pads4(pad.attrs["pads"])))
+        _drop(g, pad, pad.inputs[0])
     return g.infer_shapes()
 
 
@@ -64,10 +127,12 @@ def _segments(g: Graph):
         if n.op in VIEW_OPS:
             plan.append(("view", n, []))
             continue
+        if n.op in HOST_OPS:        # Graph.infer_shapes checked it ends an output; applied on the host
+            continue
         if n.op not in LINEAR_OPS + VALUE_OPS:
             raise UnsupportedOpError(f"unsupported op {n.op!r} at {n.where()}")
         chain, cur = ([n] if n.op in VALUE_OPS else []), n
-        while cur.name != g.output:
+        while cur.name not in g.outputs:
             cons = g.consumers(cur.name)
             if len(cons) != 1 or cons[0].op not in VALUE_OPS:
                 break
@@ -76,6 +141,31 @@ def _segments(g: Graph):
             absorbed.add(cur.name)
         plan.append(("layer", n, chain))
     return plan
+
+
+def _act_key(node):
+    """What makes two activation nodes equal (so repeating one is idempotent)."""
+    if node.op == "prelu":
+        return tuple(np.asarray(node.params["slope"]).tolist())
+    return tuple(sorted((k, float(v)) for k, v in node.attrs.items() if k in ("alpha", "min", "max")))
+
+
+def _monotone(node):
+    """Is the activation non-decreasing (so it commutes with max-pooling)?"""
+    if node.op == "leakyrelu":
+        return node.attrs["alpha"] >= 0
+    if node.op == "prelu":
+        return bool(np.all(np.asarray(node.params["slope"]) >= 0))
+    return True
+
+
+def _pool(g: Graph, c):
+    """The QLayer pool dict of a maxpool / globalmaxpool node (ceil mode folded into end padding)."""
+    hw = tuple(g.node(c.inputs[0]).shape[1:])
+    if c.op == "globalmaxpool":
+        return dict(kernel=hw, stride=hw, pads=(0, 0, 0, 0), dilation=(1, 1))
+    k, s, p, d = pool_window(c.attrs, hw)
+    return dict(kernel=k, stride=s, pads=p, dilation=d)
 
 
 def _qrange(bits, signed):
@@ -123,6 +213,8 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
     if calib.shape[1:] != tuple(in_shape):
         raise ShapeError(f"calibration frames have shape {calib.shape[1:]}, the model takes {tuple(in_shape)}")
     plan = _segments(g)
+    # each output is read out before a closing host op (softmax...), which runs on the host
+    out_nodes = [g.node(o).inputs[0] if g.node(o).op in HOST_OPS else o for o in g.outputs]
     keep = [n.name for _, n, _ in plan] + [ch[-1].name for k, _, ch in plan if ch]
     fvals = run_float(g, calib, keep=keep)
 
@@ -216,6 +308,13 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
                 attrs = dict(kernel=k, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1))
             terms.append(Term("sumpool", src.name, None, attrs))
             acc_scale = src.scale / (k[0] * k[1])
+        elif n.op == "affine":
+            # x * mul + add per channel: integer multipliers with ADD_FRAC_BITS of precision, add in the bias
+            src = src_tensor(n.inputs[0], n)
+            mul = np.broadcast_to(n.params["mul"], src.scale.shape) * src.scale
+            acc_scale = np.where(mul != 0, np.abs(mul), src.scale) / (1 << ADD_FRAC_BITS)
+            terms.append(Term("scale", src.name, np.rint(mul / acc_scale).astype(np.int64), {}))
+            fbias = np.broadcast_to(n.params["add"], (acc_shape[0],)).astype(np.float64).copy()
         else:   # add, or an identity accumulator in front of value ops
             srcs = [src_tensor(i, n) for i in n.inputs]
             if n.op == "add":
@@ -229,14 +328,22 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
             raise UnsupportedOpError(f"--input-mean/--input-std need the input to feed conv or linear layers "
                                      f"directly; {n.where()} is {n.op!r}")
 
-        acts = {c.op for c in chain if c.op != "maxpool"}      # repeating one activation is idempotent
-        if len(acts) > 1:
-            raise UnsupportedOpError(f"mixed activations {sorted(acts)} after {n.where()} are not supported")
-        act = {"relu": "relu", "relu6": "relu6", "leakyrelu": "leaky"}.get(acts.pop() if acts else None, "none")
-        pools = [dict(kernel=pair(c.attrs["kernel"]), stride=pair(c.attrs.get("stride", c.attrs["kernel"])),
-                      pads=pads4(c.attrs.get("padding", 0)), dilation=pair(c.attrs.get("dilation", 1)))
-                 for c in chain if c.op == "maxpool"]
-        is_output = last.name == g.output
+        act_nodes = [c for c in chain if c.op in ACT_OF_OP]
+        if len({(c.op, _act_key(c)) for c in act_nodes}) > 1:
+            raise UnsupportedOpError(f"mixed activations {sorted({c.op for c in act_nodes})} after {n.where()} "
+                                     f"are not supported")
+        if len(act_nodes) > 1 and act_nodes[0].op in ("leakyrelu", "prelu"):
+            raise UnsupportedOpError(f"{act_nodes[0].op} applied {len(act_nodes)} times after {n.where()} "
+                                     f"is not supported")
+        act_node = act_nodes[0] if act_nodes else None     # repeating relu / relu6 / clip is idempotent
+        act = ACT_OF_OP[act_node.op] if act_node else "none"
+        pools = [_pool(g, c) for c in chain if c.op in ("maxpool", "globalmaxpool")]
+        pool_at = [i for i, c in enumerate(chain) if c.op in ("maxpool", "globalmaxpool")]
+        if act_node is not None and not _monotone(act_node) and pool_at and \
+                any(i > pool_at[0] for i, c in enumerate(chain) if c.op in ACT_OF_OP):
+            raise UnsupportedOpError(f"{act_node.op} with a negative slope at {act_node.where()} follows a max-pool; "
+                                     f"evhw applies activations before pooling, which differs here")
+        is_output = last.name in out_nodes
         gated = bool(readers.get(last.name))
         readout = is_output and act == "none" and not pools and not gated
 
@@ -246,7 +353,8 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
             out_scale, lo, hi = acc_scale, None, None
         else:
             fv = fvals[last.name]
-            signed = act not in ("relu", "relu6")
+            signed = act not in ("relu", "relu6") and not (
+                act == "clip" and float(act_node.attrs.get("min", -np.inf)) >= 0)
             qlo, qhi = _qrange(act_bits, signed)
             amax = float(np.max(np.abs(fv))) if fv.size else 0.0
             if act == "relu6":
@@ -256,8 +364,20 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
             mult, shift = requant_params(acc_scale / out_scale)
             lo, hi = qlo, qhi
         act_hi = int(np.rint(6.0 / out_scale[0])) if act == "relu6" else None
-        leaky_num = int(np.rint(chain[[c.op for c in chain].index("leakyrelu")].attrs["alpha"] * (1 << LEAKY_SHIFT))) \
-            if act == "leaky" else None
+        act_lo = None
+        leaky_num = int(np.rint(act_node.attrs["alpha"] * (1 << LEAKY_SHIFT))) if act == "leaky" else None
+        act_shift = LEAKY_SHIFT if act == "leaky" else None
+        if act == "prelu":
+            slope = np.broadcast_to(act_node.params["slope"], (acc_shape[0],))
+            leaky_num = np.rint(slope * (1 << PRELU_SHIFT)).astype(np.int64)
+            if np.any(np.abs(leaky_num) >= (1 << 15)):
+                raise QuantizationError(f"PReLU slope {float(np.abs(slope).max()):.4g} at {act_node.where()} is too "
+                                        f"large: evhw supports |slope| < {(1 << 15) >> PRELU_SHIFT}")
+            act_shift = PRELU_SHIFT
+        if act == "clip":
+            lo_f, hi_f = float(act_node.attrs.get("min", -np.inf)), float(act_node.attrs.get("max", np.inf))
+            act_lo = int(max(np.rint(lo_f / out_scale[0]), qlo)) if np.isfinite(lo_f) else None
+            act_hi = int(min(np.rint(hi_f / out_scale[0]), qhi)) if np.isfinite(hi_f) else None
 
         # Accumulator bound: |a| <= sum |w| * R, R = max|value| + largest threshold (= span).
         bound = np.zeros(acc_shape[0], dtype=object)
@@ -294,18 +414,25 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
         bn_gamma = np.asarray(n.attrs["bn_gamma"], float) if "bn_gamma" in n.attrs else None
         steps.append(QLayer(name=name, terms=terms, acc_shape=acc_shape, acc_bits=width, acc_bound=acc_bound,
                             acc_scale=np.asarray(acc_scale, float), bias=bias, mult=mult, shift=shift, act=act,
-                            act_hi=act_hi, leaky_num=leaky_num, leaky_shift=LEAKY_SHIFT if act == "leaky" else None,
-                            pools=pools, out=t, gated=gated, bn_gamma=bn_gamma, float_node=last.name))
+                            act_hi=act_hi, leaky_num=leaky_num, leaky_shift=act_shift,
+                            pools=pools, out=t, gated=gated, bn_gamma=bn_gamma, float_node=last.name,
+                            act_lo=act_lo))
         tensors[name] = t
         for c in [n] + chain:
             float_of[c.name] = name if c is last else None
         float_of = {k: v for k, v in float_of.items() if v is not None}
 
-    if g.output not in float_of:
-        raise UnsupportedOpError(f"graph output {g.output!r} cannot be read out")
-    q = QNet(name=g.name, input=tin, steps=steps, output=float_of[g.output], weight_bits=int(weight_bits),
-             act_bits=int(act_bits), input_mean=g.input_mean, input_std=g.input_std)
-    q.meta["float_output"] = g.output
+    for o in out_nodes:
+        if o not in float_of:
+            raise UnsupportedOpError(f"graph output {o!r} cannot be read out")
+    outs = [float_of[o] for o in out_nodes]
+    host = [g.node(o).op if g.node(o).op in HOST_OPS else None for o in g.outputs]
+    q = QNet(name=g.name, input=tin, steps=steps, output=outs[0], weight_bits=int(weight_bits),
+             act_bits=int(act_bits), input_mean=g.input_mean, input_std=g.input_std,
+             extra_outputs=outs[1:], output_ops=host if any(host) else [])
+    q.meta["float_output"] = out_nodes[0]
+    if len(out_nodes) > 1:
+        q.meta["float_outputs"] = list(out_nodes)
     set_thresholds(q, threshold, input_threshold=input_threshold, bn_scale=bn_scale)
     return q
 

@@ -12,7 +12,7 @@ File layout (all integers little-endian)::
 
     offset  size  field
     0       8     magic  b"EVNET\\x00\\r\\n"
-    8       4     uint32 format version (this evhw writes and reads version 1)
+    8       4     uint32 format version (this evhw writes version 2 and reads 1 and 2)
     12      8     uint64 payload length in bytes
     20      32    SHA-256 digest of the payload
     52      n     payload
@@ -20,7 +20,7 @@ File layout (all integers little-endian)::
 Nothing may follow the payload. The payload is a NumPy ``.npz`` archive (a zip file; members
 stored deflated, readers accept stored members too) holding
 
-* ``header.json`` -- UTF-8 JSON: ``{"format": "evnet", "version": 1, "evhw_version": ...,
+* ``header.json`` -- UTF-8 JSON: ``{"format": "evnet", "version": 2, "evhw_version": ...,
   "qnet": <value>, "graph": <value or null>, "arrays": [array keys]}``;
 * ``<key>.npy`` -- one member per NumPy array (never object arrays), for every key in ``arrays``.
 
@@ -37,6 +37,10 @@ types JSON lacks as objects tagged by a key that starts with ``$``:
 * ``{"$type": name, "fields": {...}}`` -- one of the dataclasses ``QNet``, ``QTensor``,
   ``Term``, ``QLayer``, ``QView`` (:mod:`evhw.qnet`), ``Node``, ``Graph`` (:mod:`evhw.ir`), with
   every dataclass field by name.
+
+Version 2 added fields with defaults (several outputs and their host ops on ``QNet`` and ``Graph``,
+``QLayer.act_lo``; PReLU keeps its per-channel slopes in ``QLayer.leaky_num``). A version-1 file
+lacks them and loads with their defaults; a version-2 file must have every field.
 
 Any other JSON object is a plain dict with string keys. Loading never unpickles anything
 (``np.load(..., allow_pickle=False)``); every problem with a file -- missing, not an evnet file,
@@ -60,11 +64,11 @@ import numpy as np
 
 from . import __version__
 from .errors import EvhwError, ModelFileError
-from .ir import Graph, Node
+from .ir import HOST_OPS, Graph, Node
 from .qnet import QLayer, QNet, QTensor, QView, Term
 
 MAGIC = b"EVNET\x00\r\n"
-VERSION = 1
+VERSION = 2
 _PREFIX = struct.Struct("<8sIQ32s")     # magic, version, payload length, sha256
 HEADER_SIZE = _PREFIX.size              # 52
 HEADER_MEMBER = "header.json"
@@ -188,8 +192,9 @@ class _Malformed(Exception):
 
 
 class _Decoder:
-    def __init__(self, arrays):
+    def __init__(self, arrays, version=VERSION):
         self.arrays = arrays
+        self.version = version
 
     def value(self, v):
         if v is None or isinstance(v, (bool, str, int, float)):
@@ -247,7 +252,9 @@ class _Decoder:
             raise _Malformed(f"bad object {name!r}" if name not in TYPES else f"bad {name} object")
         cls = TYPES[name]
         names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in fields]
+        optional = {f.name for f in dataclasses.fields(cls) if self.version < 2 and (
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)}
+        missing = [n for n in names if n not in fields and n not in optional]
         extra = [n for n in fields if n not in names]
         if missing or extra:
             raise _Malformed(f"{name} " + ("lacks field(s) " + ", ".join(missing) if missing else
@@ -284,8 +291,13 @@ def _check_types(q, g):
         if unknown:
             raise _Malformed(f"step {s.name!r} reads {unknown[0]!r}, which is not computed before it")
         names.add(s.out.name)
-    if q.output not in names:
-        raise _Malformed(f"QNet output {q.output!r} is not a tensor")
+    if not isinstance(q.extra_outputs, list) or not isinstance(q.output_ops, list):
+        raise _Malformed("QNet extra_outputs/output_ops are not lists")
+    if len(q.output_ops) not in (0, len(q.outputs)) or any(o is not None and o not in HOST_OPS for o in q.output_ops):
+        raise _Malformed(f"QNet output_ops {q.output_ops!r}: one per output, each null or one of {', '.join(HOST_OPS)}")
+    for o in q.outputs:
+        if o not in names:
+            raise _Malformed(f"QNet output {o!r} is not a tensor")
     if not isinstance(q.thresholds, dict) or not isinstance(q.meta, dict):
         raise _Malformed("QNet thresholds/meta are not dicts")
     if g is not None:
@@ -363,7 +375,7 @@ def loads(data: bytes, *, source: str = "<bytes>"):
             for k in ("qnet", "graph"):
                 if k not in header:
                     raise fail(f"malformed header: no {k!r} entry")
-            dec = _Decoder(arrays)
+            dec = _Decoder(arrays, version)
             try:
                 q = dec.value(header["qnet"])
                 g = dec.value(header["graph"]) if header["graph"] is not None else None

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import ops
 from .errors import AccumulatorOverflowError, ConfigError, ShapeError
+from .floatmodel import host_op
 from .qnet import QLayer, QNet, QTensor, QView, Term
 
 POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
@@ -42,8 +43,15 @@ def value_pre_pool(layer: QLayer, acc):
         v = np.maximum(v, 0)
     elif layer.act == "relu6":
         v = np.clip(v, 0, layer.act_hi)
-    elif layer.act == "leaky":
-        v = np.where(v >= 0, v, np.right_shift(v * layer.leaky_num, layer.leaky_shift))
+    elif layer.act in ("leaky", "prelu"):
+        # negative values times the (per-channel) slope num / 2**shift, rounded down (arithmetic shift)
+        num = np.asarray(layer.leaky_num, dtype=np.int64).reshape((-1,) + (1,) * (v.ndim - 1))
+        v = np.where(v >= 0, v, np.right_shift(v * num, layer.leaky_shift))
+    elif layer.act == "clip":
+        v = np.clip(v, layer.act_lo if layer.act_lo is not None else layer.out.lo,
+                    layer.act_hi if layer.act_hi is not None else layer.out.hi)
+    elif layer.act != "none":
+        raise ConfigError(f"layer {layer.name!r}: unknown activation {layer.act!r}")
     return np.clip(v, layer.out.lo, layer.out.hi)
 
 
@@ -145,6 +153,22 @@ def dense_forward(q: QNet, frame, *, with_acc=False):
     return (vals, accs) if with_acc else vals
 
 
+def host_outputs(q: QNet, outs):
+    """Every output as real numbers: readout ``q * scale``, then its host op (softmax...) if any.
+
+    ``outs`` are the integer readouts in ``QNet.outputs`` order. The host ops are float and not part
+    of the bit-exact specification; the integer readouts are.
+    """
+    tens = q.tensors()
+    res = []
+    for i, (name, o) in enumerate(zip(q.outputs, outs)):
+        t = tens[name]
+        real = np.asarray(o, dtype=np.float64) * t.scale.reshape((-1,) + (1,) * (len(t.shape) - 1))
+        op = q.output_op(i)
+        res.append(host_op(op, real) if op else real)
+    return res
+
+
 # ----------------------------------------------------------------------------------------------
 # policies and counters
 
@@ -238,8 +262,9 @@ class LayerCount:
 class FrameResult:
     frame: int
     kind: str                     # flush | event
-    output: np.ndarray            # int64 readout of the output tensor
+    output: np.ndarray            # int64 readout of the (first) output tensor
     layers: dict = field(default_factory=dict)   # name -> LayerCount
+    outputs: list = field(default_factory=list)  # int64 readouts of every output (QNet.outputs order)
 
     @property
     def dense_macs(self):
@@ -413,7 +438,7 @@ class EventModel:
                 c = counts[s.name] = LayerCount()
                 self._count_dense(s, c)
             counts["input"] = LayerCount(gate_u=x.size, gate_t=x.size)
-            out = vals[self.q.output]
+            outs = [vals[o].copy() for o in self.q.outputs]
         else:
             kind = "event"
             zero_th = pol.reset_every is not None and t > 0 and t % pol.reset_every == 0
@@ -453,17 +478,16 @@ class EventModel:
                 values[s.name] = v
                 if s.gated:
                     deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
-            out = self._readout(values)
+            outs = [self._readout(values, o) for o in self.q.outputs]
             if pol.kind == "rrm":
                 n = sum(int(np.prod(self.tensors[gn].shape)) for gn in self.q.gates())
                 if self.trunc / n > pol.rrm_bound:
                     self.refresh = True
         self.t += 1
-        return FrameResult(t, kind, out, counts)
+        return FrameResult(t, kind, outs[0], counts, outs)
 
-    def _readout(self, values):
-        """The output tensor, computed densely from the current accumulators (views of layer values)."""
-        name = self.q.output
+    def _readout(self, values, name):
+        """An output tensor, computed densely from the current accumulators (views of layer values)."""
         if name in values:
             return values[name].copy()
         # output is a view: rebuild it from the layer values it routes

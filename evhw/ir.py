@@ -23,17 +23,34 @@ OPS = {
     "relu": (),
     "relu6": (),
     "leakyrelu": ("alpha",),
-    "maxpool": ("kernel", "stride", "padding", "dilation"),
+    "prelu": (),                                             # params: slope (C,) (per channel / feature)
+    "clip": ("min", "max"),                                  # clamp to [min, max]; min may be -inf, max inf
+    "maxpool": ("kernel", "stride", "padding", "dilation", "ceil_mode"),
     "avgpool": ("kernel", "stride", "padding"),              # counts padded taps (count_include_pad)
     "globalavgpool": (),                                     # (C, H, W) -> (C, 1, 1)
+    "globalmaxpool": (),                                     # (C, H, W) -> (C, 1, 1)
+    "affine": (),                                            # params: mul, add (C,): x * mul + add per channel
+    "pad": ("pads",),                                        # zero padding (top, left, bottom, right)
     "flatten": (),                                           # (C, H, W) -> (C*H*W,), channel-major
     "add": (),
     "concat": (),                                            # along channels
     "upsample": ("scale",),                                  # nearest, integer factor
+    "softmax": (),                                           # host ops: over axis 0 of a frame (channels or
+    "logsoftmax": (),                                        # features), only as the last op of an output,
+    "sigmoid": (),                                           # applied on the host after the readout
 }
 
-#: Value-domain element-wise or window operations: monotone non-decreasing, so they commute with max.
-VALUE_OPS = ("relu", "relu6", "leakyrelu", "maxpool")
+#: Value-domain element-wise or window operations, absorbed into the value function of the layer
+#: before them. Pools commute with the activations only when those are monotone non-decreasing.
+VALUE_OPS = ("relu", "relu6", "leakyrelu", "prelu", "clip", "maxpool", "globalmaxpool")
+
+#: The one list of activation names a converted layer (``QLayer.act``) may carry, with the IR op
+#: each comes from. ``none`` is the identity (or a readout); see docs/semantics.md for the integer rules.
+ACTIVATIONS = ("none", "relu", "relu6", "leaky", "prelu", "clip")
+ACT_OF_OP = {"relu": "relu", "relu6": "relu6", "leakyrelu": "leaky", "prelu": "prelu", "clip": "clip"}
+
+#: Ops that may only end a network output: the readout is taken before them and they run on the host.
+HOST_OPS = ("softmax", "logsoftmax", "sigmoid")
 
 
 def pair(v, name="value"):
@@ -67,6 +84,34 @@ def window_out(size, k, stride, pad_lo, pad_hi, dilation=1):
     return n // stride + 1
 
 
+def ceil_extra(size, k, stride, pad_lo, pad_hi, dilation=1):
+    """Extra end padding that turns ceil-mode pooling into floor mode on a padded input.
+
+    PyTorch / ONNX ceil mode: ``out = ceil((size + lo + hi - span) / stride) + 1``, minus one when the
+    last window would start in the end padding. Max-pooling over ``-inf`` padding then equals it.
+    """
+    span = dilation * (k - 1) + 1
+    n = size + pad_lo + pad_hi - span
+    if n < 0:
+        return 0
+    out = -(-n // stride) + 1
+    if (out - 1) * stride >= size + pad_lo:
+        out -= 1
+    return max(0, (out - 1) * stride + span - (size + pad_lo + pad_hi))
+
+
+def pool_window(attrs, hw):
+    """(kernel, stride, pads, dilation) of a max/avg pool on an ``hw`` input, ceil mode folded into pads."""
+    k = pair(attrs["kernel"], "kernel")
+    s = pair(attrs.get("stride", attrs["kernel"]), "stride")
+    pt, pl, pb, pr = pads4(attrs.get("padding", 0))
+    d = pair(attrs.get("dilation", 1), "dilation")
+    if attrs.get("ceil_mode"):
+        pb += ceil_extra(hw[0], k[0], s[0], pt, pb, d[0])
+        pr += ceil_extra(hw[1], k[1], s[1], pl, pr, d[1])
+    return k, s, (pt, pl, pb, pr), d
+
+
 @dataclass
 class Node:
     """One operation. ``inputs`` name earlier nodes; ``params`` hold float arrays (weights)."""
@@ -85,7 +130,7 @@ class Node:
 
 @dataclass
 class Graph:
-    """A float network: nodes in topological order, one input, one output."""
+    """A float network: nodes in topological order, one input, one or more outputs."""
 
     nodes: list[Node]
     output: str
@@ -93,6 +138,8 @@ class Graph:
     #: Input normalization folded at conversion: value = (pixel/255 - mean) / std, per channel.
     input_mean: tuple | None = None
     input_std: tuple | None = None
+    #: Outputs after the first, in order (detection heads...). ``outputs`` lists them all.
+    extra_outputs: list = field(default_factory=list)
 
     def __post_init__(self):
         self.by_name = {}
@@ -108,6 +155,10 @@ class Graph:
             raise ShapeError(f"a network needs exactly one input, found {len(ins)}")
         return ins[0]
 
+    @property
+    def outputs(self) -> list[str]:
+        return [self.output] + list(self.extra_outputs)
+
     def node(self, name) -> Node:
         return self.by_name[name]
 
@@ -117,7 +168,7 @@ class Graph:
     def copy(self) -> "Graph":
         nodes = [dataclasses.replace(n, inputs=list(n.inputs), attrs=dict(n.attrs),
                                      params={k: np.array(v) for k, v in n.params.items()}) for n in self.nodes]
-        return Graph(nodes, self.output, self.name, self.input_mean, self.input_std)
+        return Graph(nodes, self.output, self.name, self.input_mean, self.input_std, list(self.extra_outputs))
 
     def infer_shapes(self) -> "Graph":
         """Validate every node and set ``node.shape``. Raises ShapeError / UnsupportedOpError."""
@@ -130,8 +181,18 @@ class Graph:
                     raise ShapeError(f"{n.where()} reads {i!r}, which is not computed before it")
             n.shape = _infer(self, n)
             seen.add(n.name)
-        if self.output not in seen:
-            raise ShapeError(f"graph output {self.output!r} is not a node")
+        for out in self.outputs:
+            if out not in seen:
+                raise ShapeError(f"graph output {out!r} is not a node")
+        if len(set(self.outputs)) != len(self.outputs):
+            raise ShapeError(f"graph outputs {self.outputs} name a node twice")
+        for n in self.nodes:
+            if n.op in HOST_OPS:
+                if n.name not in self.outputs:
+                    raise UnsupportedOpError(f"{n.op} at {n.where()} is supported only as the last op of a "
+                                             f"network output (applied on the host after the readout)")
+                if self.consumers(n.name):
+                    raise UnsupportedOpError(f"{n.op} at {n.where()} feeds other nodes; it may only end an output")
         return self
 
     def summary(self) -> str:
@@ -190,24 +251,47 @@ def _infer(g: Graph, n: Node):
         if n.params["gamma"].shape != (s[0],):
             raise ShapeError(f"{n.where()}: {n.params['gamma'].shape[0]} BatchNorm channels, input has {s[0]}")
         return s
-    if op in ("relu", "relu6", "leakyrelu", "flatten"):
+    if op in ("relu", "relu6", "leakyrelu", "flatten") + HOST_OPS:
         _need(n, 1)
         s = g.node(n.inputs[0]).shape
         return (int(np.prod(s)),) if op == "flatten" else s
+    if op in ("prelu", "affine"):
+        _need(n, 1)
+        s = g.node(n.inputs[0]).shape
+        for p in (("slope",) if op == "prelu" else ("mul", "add")):
+            if p not in n.params or n.params[p].shape != (s[0],):
+                raise ShapeError(f"{n.where()} ({op}): parameter {p!r} must have shape ({s[0]},), one per channel")
+            if not np.all(np.isfinite(n.params[p])):
+                raise ShapeError(f"{n.where()} ({op}): parameter {p!r} is not finite")
+        return s
+    if op == "clip":
+        _need(n, 1)
+        lo, hi = float(a.get("min", -np.inf)), float(a.get("max", np.inf))
+        if np.isnan(lo) or np.isnan(hi) or not lo < hi or lo == np.inf or hi == -np.inf:
+            raise ShapeError(f"{n.where()} (clip): needs min < max, not min={lo}, max={hi}")
+        return g.node(n.inputs[0]).shape
+    if op == "pad":
+        _need(n, 1)
+        c, h, w = _image(g, n)
+        pt, pl, pb, pr = pads4(a["pads"])
+        if min(pt, pl, pb, pr) < 0:
+            raise ShapeError(f"{n.where()} (pad): negative padding {a['pads']!r} (cropping) is not supported")
+        return (c, h + pt + pb, w + pl + pr)
     if op in ("maxpool", "avgpool"):
         _need(n, 1)
         c, h, w = _image(g, n)
-        kh, kw = pair(a["kernel"], "kernel")
-        sh, sw = pair(a.get("stride", a["kernel"]), "stride")
         pt, pl, pb, pr = pads4(a.get("padding", 0))
-        dh, dw = pair(a.get("dilation", 1), "dilation")
-        if max(pt, pb) * 2 > kh or max(pl, pr) * 2 > kw:
+        (kh, kw), (sh, sw), full, (dh, dw) = pool_window(a, (h, w))
+        if op == "maxpool" and (max(pt, pb) * 2 > kh or max(pl, pr) * 2 > kw):
+            # a window entirely in the padding would have no value (zero-padded sums are fine)
             raise ShapeError(f"{n.where()}: padding larger than half the kernel")
-        oh, ow = window_out(h, kh, sh, pt, pb, dh), window_out(w, kw, sw, pl, pr, dw)
+        if a.get("ceil_mode") and op != "maxpool":
+            raise ShapeError(f"{n.where()}: ceil_mode is supported for max-pooling only")
+        oh, ow = window_out(h, kh, sh, full[0], full[2], dh), window_out(w, kw, sw, full[1], full[3], dw)
         if oh < 1 or ow < 1:
             raise ShapeError(f"{n.where()}: pool {kh}x{kw} does not fit input {h}x{w}")
         return (c, oh, ow)
-    if op == "globalavgpool":
+    if op in ("globalavgpool", "globalmaxpool"):
         _need(n, 1)
         return (_image(g, n)[0], 1, 1)
     if op == "add":
@@ -263,5 +347,13 @@ class GraphBuilder:
     def op(self, op, *inputs, name=None, **attrs):
         return self._add(op, inputs, attrs, None, name)
 
+    def prelu(self, x, slope, name=None):
+        return self._add("prelu", [x], {}, {"slope": slope}, name)
+
+    def affine(self, x, mul, add, name=None):
+        return self._add("affine", [x], {}, {"mul": mul, "add": add}, name)
+
     def build(self, output=None) -> Graph:
-        return Graph(self.nodes, output or self.nodes[-1].name, self.name).infer_shapes()
+        """The graph; ``output`` is a node name or a list of them (several outputs)."""
+        outs = [output] if isinstance(output, str) else list(output or [self.nodes[-1].name])
+        return Graph(self.nodes, outs[0], self.name, extra_outputs=outs[1:]).infer_shapes()

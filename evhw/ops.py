@@ -25,6 +25,11 @@ def _pad(x, pads, value):
     return out
 
 
+def pad_zero(x, pads):
+    """Zero padding of a batch ``(N, C, H, W)`` by (top, left, bottom, right)."""
+    return _pad(x, tuple(int(p) for p in pads), None)
+
+
 def _taps(kh, kw, dilation):
     dh, dw = dilation
     for ky in range(kh):

@@ -83,15 +83,16 @@ class QLayer:
     bias: np.ndarray                # int64 (C,), added after the accumulator
     mult: np.ndarray | None         # int64 (C,); None = read a + bias directly (output readout)
     shift: np.ndarray | None        # int64 (C,)
-    act: str                        # none | relu | relu6 | leaky
-    act_hi: int | None              # relu6 clip level
-    leaky_num: int | None           # leaky: negative v -> (v * num) >> leaky_shift
+    act: str                        # one of evhw.ir.ACTIVATIONS: none | relu | relu6 | leaky | prelu | clip
+    act_hi: int | None              # relu6 / clip upper level (clip: None = no upper level)
+    leaky_num: int | np.ndarray | None  # leaky: int; prelu: int64 (C,) per channel: v < 0 -> (v * num) >> shift
     leaky_shift: int | None
     pools: list[dict]               # max-pools on the value buffer: kernel, stride, pads, dilation
     out: QTensor
     gated: bool
     bn_gamma: np.ndarray | None     # |gamma| of the folded BatchNorm, for threshold scaling
     float_node: str                 # float graph node whose output this layer's value approximates
+    act_lo: int | None = None       # clip lower level (None = no lower level)
 
 
 @dataclass
@@ -109,7 +110,7 @@ class QNet:
     name: str
     input: QTensor
     steps: list                     # QView | QLayer, topological
-    output: str                     # tensor name read densely every frame
+    output: str                     # tensor name read densely every frame (the first output)
     weight_bits: int
     act_bits: int
     input_mean: tuple | None = None
@@ -119,6 +120,17 @@ class QNet:
     bn_scale: bool = False
     thresholds: dict = field(default_factory=dict)   # gate name -> int64 per-channel thresholds
     meta: dict = field(default_factory=dict)
+    extra_outputs: list = field(default_factory=list)  # further outputs' tensor names, in order
+    output_ops: list = field(default_factory=list)     # per output: a host op (evhw.ir.HOST_OPS) or None
+
+    @property
+    def outputs(self) -> list[str]:
+        """Tensor names of every output, in order (each read densely every frame)."""
+        return [self.output] + list(self.extra_outputs)
+
+    def output_op(self, i):
+        """The host op applied after the readout of output ``i`` (None: the readout is the result)."""
+        return self.output_ops[i] if i < len(self.output_ops) else None
 
     def tensors(self) -> dict:
         t = {self.input.name: self.input}

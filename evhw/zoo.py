@@ -22,6 +22,7 @@ from importlib import resources
 import numpy as np
 
 from .errors import EvhwError
+from .frontends import mtcnn
 from .ir import Graph, GraphBuilder
 
 
@@ -243,10 +244,14 @@ def load_params(g: Graph, arrays: dict) -> Graph:
 
 
 def default_video(name) -> str:
+    if mtcnn.is_name(name):
+        return mtcnn.default_video(name)
     return MODELS[name].video if name in MODELS else "synthetic:shapes"
 
 
 def calib_video(name) -> str:
+    if mtcnn.is_name(name):
+        return mtcnn.default_video(name)
     m = MODELS.get(name)
     return (m.calib or m.video) if m else "synthetic:shapes"
 

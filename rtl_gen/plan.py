@@ -194,6 +194,9 @@ class HwPlan:
         tensors = q.tensors()
         if len(q.input.shape) not in (1, 3):
             raise UnsupportedHardwareError(f"input: shape {q.input.shape} is not (C, H, W) or (F,)")
+        if len(q.outputs) > 1:
+            raise UnsupportedHardwareError(f"output {q.outputs[1]!r}: {len(q.outputs)} network outputs "
+                                           f"({', '.join(q.outputs)}); hardware v1 reads out exactly one")
         views = {}
         for s in q.steps:
             if isinstance(s, QView):

@@ -201,7 +201,7 @@ def test_without_graph_and_bytes_api(net, tmp_path):
     q, _ = net
     data = evnet_file.dumps(q)
     assert data[:8] == b"EVNET\x00\r\n"
-    assert struct.unpack_from("<I", data, 8)[0] == evnet_file.VERSION == 1
+    assert struct.unpack_from("<I", data, 8)[0] == evnet_file.VERSION == 2
     q2, g2 = evnet_file.loads(data)
     assert g2 is None
     assert_same(q, q2)
@@ -268,7 +268,7 @@ def test_unsupported_values_rejected_at_save(net):
 
 # ---------------------------------------------------------------------------------------------- errors
 
-def repack(payload: bytes, version=1) -> bytes:
+def repack(payload: bytes, version=evnet_file.VERSION) -> bytes:
     """A file around ``payload`` with a valid length and checksum."""
     return struct.pack("<8sIQ32s", b"EVNET\x00\r\n", version, len(payload), hashlib.sha256(payload).digest()) + payload
 
@@ -310,10 +310,10 @@ def test_bad_magic(saved, tmp_path):
 
 def test_future_version(saved, tmp_path):
     data = bytearray(saved.read_bytes())
-    struct.pack_into("<I", data, 8, 2)
+    struct.pack_into("<I", data, 8, evnet_file.VERSION + 1)
     p = tmp_path / "future.evnet"
     p.write_bytes(bytes(data))
-    with pytest.raises(ModelFileError, match=r"future\.evnet: unsupported evnet format version 2"):
+    with pytest.raises(ModelFileError, match=rf"future\.evnet: unsupported evnet format version {evnet_file.VERSION + 1}"):
         evnet_file.load(p)
     # a future version is reported even when the rest of the file is in a format we cannot know
     p.write_bytes(b"EVNET\x00\r\n" + struct.pack("<I", 7) + b"\x00" * 3)

@@ -298,32 +298,34 @@ def test_onnx_upsample_opset9(tmp_path):
 # errors
 
 class WithSigmoid(nn.Module):
+    """Tanh is not supported (Sigmoid is, as the last op of an output)."""
+
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 1)
-        self.gate = nn.Sigmoid()
+        self.gate = nn.Tanh()
 
     def forward(self, x):
         return self.gate(self.conv(x))
 
 
 def test_torch_unsupported_module_names_op_and_node():
-    with pytest.raises(UnsupportedOpError, match=r"'Sigmoid'.*'gate'"):
+    with pytest.raises(UnsupportedOpError, match=r"'Tanh'.*'gate'"):
         load_torch(WithSigmoid(), input_shape=(3, 4, 4))
 
 
 def test_torch_unsupported_function_names_op_and_node():
     class M(nn.Module):
         def forward(self, x):
-            return torch.sigmoid(x)
+            return torch.tanh(x)
 
-    with pytest.raises(UnsupportedOpError, match=r"'sigmoid' at fx node 'sigmoid'"):
+    with pytest.raises(UnsupportedOpError, match=r"'tanh' at fx node 'tanh'"):
         load_torch(M(), input_shape=(3, 4, 4))
 
 
 def test_torch_unsupported_settings():
     with pytest.raises(UnsupportedOpError, match="ceil_mode"):
-        load_torch(nn.MaxPool2d(2, ceil_mode=True), input_shape=(1, 5, 5))
+        load_torch(nn.AvgPool2d(2, ceil_mode=True), input_shape=(1, 5, 5))
     with pytest.raises(UnsupportedOpError, match="count_include_pad"):
         load_torch(nn.AvgPool2d(3, padding=1, count_include_pad=False), input_shape=(1, 5, 5))
     with pytest.raises(UnsupportedOpError, match="bilinear"):
@@ -334,23 +336,24 @@ def test_torch_unsupported_settings():
 
 def test_onnx_unsupported_op_names_op_and_node(tmp_path):
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu1"),
-             helper.make_node("Sigmoid", ["r"], ["y"], name="sig1")]
+             helper.make_node("Tanh", ["r"], ["y"], name="sig1")]
     path = tmp_path / "sig.onnx"
     onnx.save(_model(nodes, [], (4,), (4,)), str(path))
-    with pytest.raises(UnsupportedOpError, match=r"unsupported ONNX op 'Sigmoid' at node 'sig1'"):
+    with pytest.raises(UnsupportedOpError, match=r"unsupported ONNX op 'Tanh' at node 'sig1'"):
         load_onnx(path)
 
 
 def test_onnx_unsupported_exported_sigmoid(tmp_path):
     path = export(WithSigmoid().eval(), (3, 4, 4), tmp_path / "sig.onnx")
-    with pytest.raises(UnsupportedOpError, match=r"'Sigmoid' at node '/gate/Sigmoid'"):
+    with pytest.raises(UnsupportedOpError, match=r"'Tanh' at node '/gate/Tanh'"):
         load_onnx(path)
 
 
 def test_onnx_unsupported_clip(tmp_path):
-    nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clip01")]
-    m = _model(nodes, [_init("lo", 0.0), _init("hi", 1.0)], (4,), (4,))
-    with pytest.raises(UnsupportedOpError, match=r"'Clip' at node 'clip01'"):
+    nodes = [helper.make_node("ReduceMax", ["x"], ["hi"], name="max", keepdims=0),
+             helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clip01")]
+    m = _model(nodes, [_init("lo", 0.0)], (4,), (4,))
+    with pytest.raises(UnsupportedOpError, match=r"'ReduceMax' at node 'max'"):
         load_onnx(m)
 
 

@@ -58,17 +58,21 @@ def test_input_normalization_is_folded_exactly():
 # ---------------------------------------------------------------- bad input: one test each
 
 def test_unsupported_op_names_op_and_node():
-    nodes = [Node("input", "input", attrs={"shape": (4,)}), Node("act", "sigmoid", ["input"])]
-    with pytest.raises(UnsupportedOpError, match=r"'sigmoid'.*'act'"):
+    nodes = [Node("input", "input", attrs={"shape": (4,)}), Node("act", "tanh", ["input"])]
+    with pytest.raises(UnsupportedOpError, match=r"'tanh'.*'act'"):
         Graph(nodes, "act").infer_shapes()
 
 
-def test_batchnorm_without_conv_is_refused():
+def test_batchnorm_without_conv_becomes_affine():
+    """A standalone BatchNorm is a per-channel affine with its own accumulator (issue 8 item 7)."""
     b = GraphBuilder((2, 4, 4))
     x = b.op("relu", "input")
-    b.batchnorm(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), name="bn")
-    with pytest.raises(UnsupportedOpError, match="BatchNorm at node 'bn'"):
-        convert(b.build(), np.zeros((1, 2, 4, 4), np.uint8))
+    b.batchnorm(x, np.array([2.0, 0.5]), np.array([0.1, -0.2]), np.zeros(2), np.ones(2), eps=0.0, name="bn")
+    q = convert(b.build(), np.full((1, 2, 4, 4), 200, np.uint8))
+    bn = q.layer("bn")
+    assert [t.kind for t in bn.terms] == ["scale"] and bn.mult is None      # the readout
+    real = dense_forward(q, np.full((2, 4, 4), 51))["bn"] * bn.acc_scale.reshape(-1, 1, 1)
+    np.testing.assert_allclose(real[:, 0, 0], [2.0 * 0.2 + 0.1, 0.5 * 0.2 - 0.2], atol=1e-3)
 
 
 def test_frame_shape_mismatch():

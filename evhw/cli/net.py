@@ -71,6 +71,8 @@ def info(net):
     from ..flow.network import load_network
     q, _ = load_network(net)
     out.print(layer_table(q))
+    outs = [o + (f" ({q.output_op(i)} on the host)" if q.output_op(i) else "") for i, o in enumerate(q.outputs)]
+    out.print(f"output{'s' if len(outs) > 1 else ''}: {', '.join(outs)}")
     out.print(f"threshold h={q.default_threshold} (bn-scale: {q.bn_scale}), input threshold "
               f"{q.default_input_threshold if q.default_input_threshold is not None else q.default_threshold}")
 
@@ -90,15 +92,18 @@ def info(net):
 @click.option("--rrm-bound", type=float, default=0.05, show_default=True,
               help="rrm: mean accumulated truncation per neuron that triggers an exact frame.")
 @click.option("--frames", "n_frames", type=int, help="Evaluate only the first N frames.")
+@click.option("--agreement", metavar="METRIC",
+              help="Agreement metric for every output: argmax, topk:K, psnr or rel-l2 (default: per output "
+                   "shape: argmax for vectors, psnr for spatial maps).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def eval_cmd(net, video, policy, threshold, input_threshold, bn_scale, granularity, reset_every, norm_gate,
-             rrm_bound, n_frames, as_json):
+             rrm_bound, n_frames, agreement, as_json):
     """Run NET (.evnet or a bundled model) event-driven over FRAMES; compare with dense integer and float."""
     from ..flow.evaluation import eval_network
     with bar(f"eval {policy}") as tick:
         res = eval_network(net, video=video, policy=policy, threshold=threshold, input_threshold=input_threshold,
                            bn_scale=bn_scale, granularity=granularity, reset_every=reset_every, norm_gate=norm_gate,
-                           rrm_bound=rrm_bound, n_frames=n_frames, progress=tick)
+                           rrm_bound=rrm_bound, n_frames=n_frames, progress=tick, agreement=agreement)
     if as_json:
         click.echo(json.dumps(res, default=jsonable))
         return
@@ -128,6 +133,11 @@ def eval_table(res):
         lines.append(f"overhead: arithmetic {res['overhead_arith_pct_of_saved']:.2f} %, loads/stores "
                      f"{res['overhead_mem_pct_of_saved']:.2f} % of the saved MACs; state memory "
                      f"{res['state_memory_bits'] / 8 / 1024:.1f} KiB")
+    fl_agree = res.get("agreement_dense_vs_float") or [None] * len(res.get("agreement") or [])
+    for a, f in zip(res.get("agreement") or [], fl_agree):
+        fmt = (lambda v: "identical" if v is None else f"{v:.4g}")   # noqa: E731 - psnr None = identical
+        lines.append(f"output {a['output']}: {a['metric']} agreement event vs dense integer {fmt(a['value'])}"
+                     + (f", dense integer vs float {fmt(f['value'])}" if f is not None else ""))
     if res["metric"] is not None:
         u = res.get("metric_unit") or ""
         fl = f", float {res['metric_float']:.4g} {u}" if res.get("metric_float") is not None else ""

@@ -3,64 +3,93 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import agreement as agree
 from ..convert import reference_graph
-from ..floatmodel import run_float
+from ..errors import EvhwError
+from ..floatmodel import host_op, run_float
 from ..golden import EventModel, Policy, dense_forward, state_memory_bits
 from ..qnet import QNet
 
 
+def _float_keys(q: QNet, ref):
+    """Float graph nodes matching each output's readout (before its host op)."""
+    keys = q.meta.get("float_outputs") or [q.meta.get("float_output", ref.output)]
+    if len(keys) != len(q.outputs):
+        raise EvhwError(f"network {q.name!r}: {len(q.outputs)} outputs but {len(keys)} float references")
+    return keys
+
+
 def references(q: QNet, graph, frames):
-    """Dense integer and float outputs per frame (policy-independent; pass to :func:`evaluate` to reuse)."""
+    """Dense integer and float outputs, per output and frame (policy-independent; pass to
+    :func:`evaluate` to reuse). Float outputs are taken before the outputs' host ops."""
     frames = frames.frames if hasattr(frames, "frames") else frames
     ref = reference_graph(graph, q) if graph is not None else None
-    dense = [dense_forward(q, f)[q.output] for f in frames]
+    dense = [[] for _ in q.outputs]
+    for f in frames:
+        vals = dense_forward(q, f)
+        for k, name in enumerate(q.outputs):
+            dense[k].append(vals[name])
     flt = None
     if ref is not None:
-        key = q.meta.get("float_output", ref.output)
-        flt = []
+        keys = _float_keys(q, ref)
+        flt = [[] for _ in keys]
         for i in range(0, len(frames), 32):
-            fl = run_float(ref, np.asarray(frames[i:i + 32], float), keep=[key])[key]
-            flt += [fl[j].reshape(dense[0].shape) for j in range(len(fl))]
+            fl = run_float(ref, np.asarray(frames[i:i + 32], float), keep=keys)
+            for k, key in enumerate(keys):
+                flt[k] += [fl[key][j].reshape(dense[k][0].shape) for j in range(len(fl[key]))]
     return dense, flt
 
 
-def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=None, refs=None):
+def _real(q: QNet, k, ints):
+    """Integer readouts (T, ...) of output ``k`` as real numbers, before its host op."""
+    t = q.tensors()[q.outputs[k]]
+    return np.asarray(ints, dtype=np.float64) * t.scale.reshape((1, -1) + (1,) * (len(t.shape) - 1))
+
+
+def _host(q: QNet, k, real):
+    op = q.output_op(k)
+    return host_op(op, real, batched=True) if op else real
+
+
+def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=None, refs=None, agreement=None):
     """Run ``policy`` over ``frames``; compare with the dense integer and float models.
 
     ``frames`` is a uint8 array or a :class:`evhw.data.Clip`; ``metric(outputs, clip)`` scores
-    the outputs (in float units) against the clip's labels or targets. Returns the dict behind
+    the (first) output (in float units) against the clip's labels or targets. Returns the dict behind
     ``evhw eval --json`` (see docs/semantics.md for the counting rules); ``metric``,
     ``metric_dense`` and ``metric_float`` are None without a metric or without labels/targets, and
     ``metric_per_frame`` holds the event model's metric frame by frame.
+
+    Every output is compared: ``max_abs_diff_*`` cover all of them (``outputs`` has them one by
+    one), and ``agreement`` / ``agreement_dense_vs_float`` hold, per output, the agreement metric
+    (``agreement``: one of :data:`evhw.agreement.SPEC` for all outputs; default per output shape,
+    see :mod:`evhw.agreement`) of the event model with the dense integer model, and of the dense
+    integer model with the float model, after the outputs' host ops.
     """
     clip = frames if hasattr(frames, "frames") else None
     frames = clip.frames if clip is not None else frames
+    metrics = [agree.parse(agreement) if agreement is not None else agree.parse(agree.default_metric(
+        q.tensors()[o].shape)) for o in q.outputs]
     model = EventModel(q, policy)
     model.reset()
     dense_ref, float_ref = refs if refs is not None else references(q, graph, frames)
     tens = q.tensors()
-    out_t = tens[q.output]
-    oscale = out_t.scale.reshape((-1,) + (1,) * (len(out_t.shape) - 1))
+    n_out = len(q.outputs)
     per_frame = []
     layers = {name: None for name in ["input"] + [s.name for s in q.layers()]}   # network order
-    outs, dense_outs, float_outs = [], [], []
-    max_int = 0
-    max_float = max_dense_float = 0.0
+    outs = [[] for _ in range(n_out)]
+    max_int = [0] * n_out
     for i, f in enumerate(frames):
         r = model.step(f)
-        d = dense_ref[i]
-        diff = int(np.abs(r.output - d).max()) if d.size else 0
-        max_int = max(max_int, diff)
+        diffs = []
+        for k in range(n_out):
+            d = dense_ref[k][i]
+            diffs.append(int(np.abs(r.outputs[k] - d).max()) if d.size else 0)
+            outs[k].append(r.outputs[k])
+        max_int = [max(a, b) for a, b in zip(max_int, diffs)]
         row = r.summary(policy.granularity != "neuron" or policy.norm_gate)
-        row["max_abs_diff_vs_dense_int"] = diff
-        if float_ref is not None:
-            fo = float_ref[i]
-            max_float = max(max_float, float(np.abs(r.output * oscale - fo).max()))
-            max_dense_float = max(max_dense_float, float(np.abs(d * oscale - fo).max()))
-            float_outs.append(fo)
+        row["max_abs_diff_vs_dense_int"] = max(diffs)
         per_frame.append(row)
-        outs.append(r.output)
-        dense_outs.append(d)
         for name, c in r.layers.items():
             acc = layers[name] = layers.get(name) or {"dense_macs": 0, "event_macs": 0, "events": 0, "evaluated": 0,
                                            "overhead_arith": 0, "overhead_mem": 0}
@@ -73,12 +102,36 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
             acc["overhead_mem"] += m
         if progress is not None:
             progress()
+    n = len(per_frame)
+    per_out, agree_ev, agree_fl = [], [], []
+    max_float = max_dense_float = 0.0
+    ev_real = [_real(q, k, np.stack(outs[k])) if n else None for k in range(n_out)]
+    de_real = [_real(q, k, np.stack(dense_ref[k])) if n else None for k in range(n_out)]
+    for k, name in enumerate(q.outputs):
+        row = {"name": name, "shape": list(tens[name].shape), "host_op": q.output_op(k),
+               "max_abs_diff_vs_dense_int": max_int[k], "max_abs_diff_vs_float": None,
+               "max_abs_diff_dense_int_vs_float": None}
+        if n and float_ref is not None:
+            fo = np.stack(float_ref[k])
+            row["max_abs_diff_vs_float"] = float(np.abs(ev_real[k] - fo).max()) if fo.size else 0.0
+            row["max_abs_diff_dense_int_vs_float"] = float(np.abs(de_real[k] - fo).max()) if fo.size else 0.0
+            max_float = max(max_float, row["max_abs_diff_vs_float"])
+            max_dense_float = max(max_dense_float, row["max_abs_diff_dense_int_vs_float"])
+            agree_fl.append(agree.report([name], [metrics[k]], [_host(q, k, de_real[k])], [_host(q, k, fo)])[0])
+        if n:
+            ev_h, de_h = _host(q, k, ev_real[k]), _host(q, k, de_real[k])
+            agree_ev.append(agree.report([name], [metrics[k]], [ev_h], [de_h])[0])
+            for i in range(n):          # per frame, event vs dense integer, one value per output
+                per_frame[i].setdefault("agreement", []).append(agree.compare(metrics[k], ev_h[i:i + 1],
+                                                                              de_h[i:i + 1]))
+        per_out.append(row)
+    out_t = tens[q.output]
+    oscale = out_t.scale.reshape((-1,) + (1,) * (len(out_t.shape) - 1))
     dense_macs = sum(p["dense_macs"] for p in per_frame)
     event_macs = sum(p["event_macs"] for p in per_frame)
     saved = dense_macs - event_macs
     arith = sum(p["overhead_arith"] for p in per_frame)
     mem = sum(p["overhead_mem"] for p in per_frame)
-    n = len(per_frame)
     res = {
         "model": q.meta.get("model", q.name),
         "frames": n,
@@ -97,10 +150,13 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
         "overhead_arith_pct_of_saved": 100.0 * arith / saved if saved > 0 else None,
         "overhead_mem_pct_of_saved": 100.0 * mem / saved if saved > 0 else None,
         "state_memory_bits": sum(state_memory_bits(q).values()),
-        "max_abs_diff_vs_dense_int": max_int,
+        "max_abs_diff_vs_dense_int": max(max_int),
         "max_abs_diff_vs_float": max_float if float_ref is not None else None,
         "max_abs_diff_dense_int_vs_float": max_dense_float if float_ref is not None else None,
-        "output_scale_max": float(out_t.scale.max()),
+        "output_scale_max": float(max(tens[o].scale.max() for o in q.outputs)),
+        "outputs": per_out,
+        "agreement": agree_ev,
+        "agreement_dense_vs_float": agree_fl if float_ref is not None else None,
         "metric": None,
         "metric_dense": None,
         "per_layer": layers,
@@ -109,13 +165,13 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
     res["metric_float"] = None
     res["metric_per_frame"] = None
     if metric is not None and clip is not None:
-        ev = np.stack(outs) * oscale[None]
+        ev = np.stack(outs[0]) * oscale[None]
         m = metric(ev, clip)
         if m is not None:
             res["metric"] = float(m)
-            res["metric_dense"] = float(metric(np.stack(dense_outs) * oscale[None], clip))
-            if float_outs:
-                res["metric_float"] = float(metric(np.stack(float_outs), clip))
+            res["metric_dense"] = float(metric(np.stack(dense_ref[0]) * oscale[None], clip))
+            if float_ref is not None:
+                res["metric_float"] = float(metric(np.stack(float_ref[0]), clip))
             res["metric_per_frame"] = [float(metric(ev[i:i + 1], _clip_slice(clip, i))) for i in range(n)]
     return res
 
@@ -130,7 +186,7 @@ def _clip_slice(clip, i):
 
 def eval_network(net, *, video=None, policy="evnet", threshold=None, input_threshold=None, bn_scale=None,
                  granularity="neuron", reset_every=None, norm_gate=False, rrm_bound=0.05, n_frames=None,
-                 progress=None):
+                 progress=None, agreement=None):
     """``evhw eval``: load NET, re-map its thresholds, run ``policy`` over the clip and score it.
 
     ``progress(done, total)`` is called after every frame. Returns the dict behind ``evhw eval --json``."""
@@ -149,7 +205,9 @@ def eval_network(net, *, video=None, policy="evnet", threshold=None, input_thres
         if progress is not None:
             progress(done[0], total)
 
-    res = evaluate(q, g, clip, pol, progress=step, metric=zoo.metric(model))
+    if agreement is not None:
+        agree.parse(agreement)          # a bad --agreement fails before any work
+    res = evaluate(q, g, clip, pol, progress=step, metric=zoo.metric(model), agreement=agreement)
     res["video"] = str(source)
     res["metric_unit"] = zoo.metric_unit(model) if res["metric"] is not None else None
     return res

@@ -14,7 +14,8 @@ CALIB_FRAMES = 16
 
 
 def load_graph(spec, *, input_shape=None):
-    """A float graph from an .onnx file, a PyTorch file or a bundled model name."""
+    """A float graph from an .onnx file, a PyTorch file, a bundled model name or ``facenet:pnet|rnet|onet``
+    (the MTCNN networks with the weights of the installed facenet-pytorch package)."""
     p = Path(spec)
     if p.suffix == ".onnx":
         from ..frontends.onnx_frontend import load_onnx
@@ -24,6 +25,9 @@ def load_graph(spec, *, input_shape=None):
         return load_torch(p, input_shape=input_shape)
     if spec in zoo.MODELS:
         return zoo.build(spec)
+    from ..frontends import mtcnn
+    if mtcnn.is_name(spec):
+        return mtcnn.load_graph(spec, size=input_shape[-2:] if input_shape is not None else None)
     if p.suffix or p.exists():
         raise EvhwError(f"cannot read model {spec!r}: expected an .onnx, .pt/.pth or .evnet file "
                         f"or a bundled model ({', '.join(zoo.names())})")

@@ -8,12 +8,18 @@ Supported ONNX ops (default domain):
 * ``Conv`` (2-D; strides, pads, dilations, group; auto_pad NOTSET, VALID, SAME_UPPER, SAME_LOWER)
 * ``Gemm`` (transA=0, alpha=beta=1, constant B and C), ``MatMul`` with a constant right operand
   (a following ``Add`` of a constant becomes its bias)
-* ``ReduceMean`` over (H, W) (PyTorch's ``x.mean((2, 3))``; a global average pool)
-* ``BatchNormalization`` (inference), ``Relu``, ``LeakyRelu``, ``Clip(0, 6)`` (ReLU6) and ``Clip(0)`` (ReLU)
-* ``MaxPool``, ``AveragePool`` (padding only with count_include_pad=1), ``GlobalAveragePool``
-  (ceil_mode=1 only where it gives the same output size as floor mode)
+* ``ReduceMean`` / ``ReduceMax`` over (H, W) (PyTorch's ``x.mean((2, 3))`` / ``x.amax((2, 3))``;
+  a global average / max pool)
+* ``BatchNormalization`` (inference; folded into a conv / linear before it, else a per-channel affine),
+  ``Relu``, ``LeakyRelu``, ``PRelu`` (one slope or one per channel), ``Clip`` (any constant bounds)
+* ``MaxPool`` (ceil_mode too), ``AveragePool`` (padding only with count_include_pad=1; ceil_mode=1
+  only where it gives the same output size as floor mode), ``GlobalAveragePool``, ``GlobalMaxPool``
+* ``Pad`` (constant 0 on H and W; folded into the conv / average pool it feeds)
 * ``Flatten`` (axis 1), ``Reshape`` to ``(batch, features)`` or to the same shape
-* ``Add`` of two tensors, ``Add`` of a per-channel constant to a conv / linear output (bias)
+* ``Add`` of two tensors; ``Add`` / ``Sub`` / ``Mul`` / ``Div`` of a tensor and a scalar or per-channel
+  constant (a per-channel affine, folded into a conv / linear before it where possible)
+* ``Softmax`` / ``LogSoftmax`` (over channels) and ``Sigmoid`` as the last op of an output (host ops)
+* several graph outputs (each one an output of the network)
 * ``Concat`` along channels, ``Resize`` / ``Upsample`` (nearest, integer factors)
 * ``Identity``, ``Dropout``, ``Constant``
 * shape arithmetic evaluated at load time when its inputs are known: ``Shape``, ``Gather``,
@@ -109,15 +115,21 @@ class _Assembler:
         return uniq
 
     def graph(self, output, name) -> Graph:
-        """The finished graph, keeping only the nodes the output depends on (and the input)."""
-        live, todo = set(), [output]
+        """The finished graph, keeping only the nodes the outputs depend on (and the input).
+
+        ``output`` is a node name or a list of them (several outputs, in order)."""
+        outs = [output] if isinstance(output, str) else list(output)
+        live, todo = set(), list(outs)
         while todo:
             cur = todo.pop()
             if cur not in live:
                 live.add(cur)
                 todo.extend(self.by_name[cur].inputs)
         nodes = [n for n in self.nodes if n.name in live or n.op == "input"]
-        return Graph(nodes, output, name).infer_shapes()
+        if len(set(outs)) != len(outs):
+            dup = next(o for o in outs if outs.count(o) > 1)
+            raise UnsupportedOpError(f"the model returns the value of node {dup!r} twice; evhw needs distinct outputs")
+        return Graph(nodes, outs[0], name, extra_outputs=outs[1:]).infer_shapes()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,14 +267,13 @@ class _OnnxReader:
         self.tensors[inp.name] = self.asm.input
         for idx, node in enumerate(self.g.node):
             self._node(node, idx)
-        if len(self.g.output) != 1:
-            raise UnsupportedOpError(f"ONNX model {self.label!r} has {len(self.g.output)} outputs; "
-                                     f"evhw takes exactly one")
-        out = self.g.output[0].name
-        if out not in self.tensors:
-            raise UnsupportedOpError(f"ONNX model {self.label!r}: output {out!r} is a constant, not computed "
-                                     f"from the input")
-        return self.asm.graph(self.tensors[out], name)
+        outs = []
+        for o in self.g.output:
+            if o.name not in self.tensors:
+                raise UnsupportedOpError(f"ONNX model {self.label!r}: output {o.name!r} is a constant, not computed "
+                                         f"from the input")
+            outs.append(self.tensors[o.name])
+        return self.asm.graph(outs, name)
 
     def _input_shape(self, inp):
         tt = inp.type.tensor_type
@@ -294,6 +305,9 @@ class _OnnxReader:
         if op in self.FOLDED or (op in ("Concat", "Add", "Identity") and ins and
                                  all(i in self.consts for i in ins if i)):
             return self._fold(node, op, ins)
+        if op == "ConstantOfShape" or (ins and all(i in self.consts for i in ins if i) and
+                                       not any(self.consts[i].dtype == object for i in ins if i)):
+            return self._fold_any(node)
         handler = getattr(self, "_op_" + op, None)
         if handler is None:
             raise self._unsupported()
@@ -397,6 +411,23 @@ class _OnnxReader:
                 v = x
         self.consts[node.output[0]] = np.asarray(v)   # np.take of one element gives a bare scalar
 
+    def _fold_any(self, node):
+        """Any other op whose inputs are all constants (the shape arithmetic exporters write, e.g. for
+        F.pad): evaluated once at load time with onnx's reference implementation."""
+        from onnx.reference import ReferenceEvaluator
+
+        ins = [i for i in node.input if i]
+        try:
+            sess = ReferenceEvaluator(self.onnx.helper.make_graph(
+                [node], "fold", [self.onnx.helper.make_tensor_value_info(i, 0, None) for i in ins],
+                [self.onnx.helper.make_tensor_value_info(o, 0, None) for o in node.output if o]),
+                opsets={"": self.opset})
+            outs = sess.run(None, {i: self.consts[i] for i in ins})
+        except Exception as e:   # noqa: BLE001 - the reference evaluator raises many kinds
+            raise self._unsupported(f"cannot evaluate it on its constant inputs ({type(e).__name__}: {e})") from e
+        for o, v in zip([o for o in node.output if o], outs):
+            self.consts[o] = np.asarray(v)
+
     # -- layers --------------------------------------------------------------------------------
     def _spatial(self, shape, kernel):
         """IR stride / padding / dilation attrs from ONNX window attributes (Conv and pools)."""
@@ -456,21 +487,53 @@ class _OnnxReader:
             raise self._unsupported(f"constant of shape {c.shape} does not broadcast per channel")
         full = c.reshape((1,) * (rank + 1 - c.ndim) + c.shape)
         if any(d != 1 for k, d in enumerate(full.shape) if k != 1) or full.shape[1] not in (1, channels):
-            raise self._unsupported(f"constant of shape {c.shape} is not a per-channel bias")
+            raise self._unsupported(f"constant of shape {c.shape} is not a scalar or per-channel constant")
         return np.broadcast_to(full.reshape(-1), (channels,)).copy()
 
     def _op_Add(self, node, ins):
         if len(ins) == 2 and all(i in self.tensors for i in ins):
             return self._emit("add", [self.tensors[i] for i in ins])
-        # Tensor + constant: only as the bias of the conv / linear that alone feeds it
-        # (MatMul + Add is how exporters write a linear layer on non-2-D inputs).
-        t, c = (ins[0], ins[1]) if ins[0] in self.tensors else (ins[1], ins[0])
-        prod = self.asm.node(self.tensors[t])
-        if prod.op not in ("conv", "linear") or self._readers(prod.name) != 1:
-            raise self._unsupported("adding a constant is only supported as the bias of a conv, Gemm or MatMul")
-        bias = self._per_channel(self._const(c, "addend"), prod.shape[0], len(prod.shape))
-        prod.params["bias"] = prod.params.get("bias", np.zeros(prod.shape[0])) + bias
-        self._alias(prod.name)
+        self._affine(ins, "Add")
+
+    def _op_Sub(self, node, ins):
+        if len(ins) == 2 and all(i in self.tensors for i in ins):
+            raise self._unsupported("subtracting two computed tensors")
+        self._affine(ins, "Sub")
+
+    def _op_Mul(self, node, ins):
+        if len(ins) == 2 and all(i in self.tensors for i in ins):
+            raise self._unsupported("multiplying two computed tensors")
+        self._affine(ins, "Mul")
+
+    def _op_Div(self, node, ins):
+        if ins[1] in self.tensors:
+            raise self._unsupported("dividing by a computed tensor")
+        self._affine(ins, "Div")
+
+    def _affine(self, ins, op):
+        """Tensor (op) constant, with a scalar or per-channel constant: x * mul + add per channel."""
+        first = ins[0] in self.tensors
+        t, cname = (ins[0], ins[1]) if first else (ins[1], ins[0])
+        x = self.tensors[t]
+        shape = self.asm.shape(x)
+        c = self._per_channel(self._const(cname, "constant operand"), shape[0], len(shape))
+        ones, zeros = np.ones(shape[0]), np.zeros(shape[0])
+        if op == "Add":
+            mul, add = ones, c
+        elif op == "Sub":
+            mul, add = (ones, -c) if first else (-ones, c)
+        elif op == "Mul":
+            mul, add = c, zeros
+        else:
+            if np.any(c == 0):
+                raise self._unsupported("division by zero")
+            mul, add = 1.0 / c, zeros
+        prod = self.asm.node(x)
+        if (op == "Add" or (op == "Sub" and first)) and prod.op in ("conv", "linear") and self._readers(prod.name) == 1:
+            # the bias of the conv / linear that alone feeds it (MatMul + Add is how exporters write Linear)
+            prod.params["bias"] = prod.params.get("bias", zeros) + add
+            return self._alias(prod.name)
+        self._emit("affine", [x], {}, {"mul": mul, "add": add})
 
     def _op_BatchNormalization(self, node, ins):
         if self.attrs.get("training_mode", 0):
@@ -485,35 +548,100 @@ class _OnnxReader:
     def _op_LeakyRelu(self, node, ins):
         self._emit("leakyrelu", [self._x(ins)], {"alpha": _attr_float(self.attrs.get("alpha", 0.01))})
 
+    def _op_PRelu(self, node, ins):
+        x = self._x(ins)
+        shape = self.asm.shape(x)
+        slope = self._per_channel(self._const(ins[1], "slope"), shape[0], len(shape))
+        self._emit("prelu", [x], {}, {"slope": slope})
+
     def _op_Clip(self, node, ins):
         if self.opset < 11:
             lo, hi = self.attrs.get("min"), self.attrs.get("max")
         else:
             lo = self._const(ins[1], "min").item() if len(ins) > 1 and ins[1] else None
             hi = self._const(ins[2], "max").item() if len(ins) > 2 and ins[2] else None
-        hi_inf = hi is None or hi >= np.finfo(np.float32).max
-        if lo == 0 and hi_inf:
+        big = float(np.finfo(np.float32).max)
+        lo = -np.inf if lo is None or lo <= -big else _attr_float(lo)
+        hi = np.inf if hi is None or hi >= big else _attr_float(hi)
+        if lo == 0 and hi == np.inf:
             return self._emit("relu", [self._x(ins)])
         if lo == 0 and hi == 6:
             return self._emit("relu6", [self._x(ins)])
-        raise self._unsupported(f"Clip(min={lo}, max={hi}); only Clip(0, 6) (ReLU6) and Clip(0) (ReLU)")
+        if not lo < hi:
+            raise self._unsupported(f"Clip(min={lo}, max={hi}) needs min < max")
+        self._emit("clip", [self._x(ins)], {"min": lo, "max": hi})
 
-    def _pool_attrs(self, ins):
+    def _op_Pad(self, node, ins):
+        a = self.attrs
+        if a.get("mode", "constant") != "constant":
+            raise self._unsupported(f"mode={a.get('mode')!r} (only constant)")
+        x = self._x(ins)
+        shape = self.asm.shape(x)
+        if self.opset < 11:
+            pads, value = a.get("pads"), a.get("value", 0.0)
+        else:
+            pads = self._const(ins[1], "pads")
+            value = self._const(ins[2], "constant value", optional=True) if len(ins) > 2 and ins[2] else None
+            value = 0.0 if value is None or np.size(value) == 0 else float(np.reshape(value, -1)[0])
+            if len(ins) > 3 and ins[3]:
+                axes = [int(v) % 4 for v in np.reshape(self._const(ins[3], "axes"), -1)]
+                full = [0] * 8
+                for k, ax in enumerate(axes):
+                    full[ax], full[4 + ax] = int(pads[k]), int(pads[len(axes) + k])
+                pads = full
+        pads = [int(p) for p in np.reshape(pads, -1)]
+        if value != 0:
+            raise self._unsupported(f"constant value {value} (only 0)")
+        if len(shape) != 3 or len(pads) != 8 or any(pads[k] for k in (0, 1, 4, 5)):
+            raise self._unsupported(f"pads {pads}; only padding H and W of an (N, C, H, W) tensor")
+        if min(pads) < 0:
+            raise self._unsupported(f"negative pads {pads} (cropping)")
+        self._emit("pad", [x], {"pads": (pads[2], pads[3], pads[6], pads[7])})
+
+    def _host(self, ins, op):
+        x = self._x(ins)
+        shape = self.asm.shape(x)
+        if op != "sigmoid":
+            default = 1 if self.opset < 13 else -1
+            axis = int(self.attrs.get("axis", default)) % (len(shape) + 1)
+            if axis != 1:
+                raise self._unsupported(f"axis={self.attrs.get('axis', default)} (only the channel axis 1)")
+            if self.opset < 13 and len(shape) != 1:
+                raise self._unsupported("opset < 13 softmax flattens (C, H, W); only (N, F) inputs")
+        self._emit(op, [x])
+
+    def _op_Softmax(self, node, ins):
+        self._host(ins, "softmax")
+
+    def _op_LogSoftmax(self, node, ins):
+        self._host(ins, "logsoftmax")
+
+    def _op_Sigmoid(self, node, ins):
+        self._host(ins, "sigmoid")
+
+    def _op_GlobalMaxPool(self, node, ins):
+        if len(self.asm.shape(self._x(ins))) != 3:
+            raise self._unsupported("input is not (N, C, H, W)")
+        self._emit("globalmaxpool", [self._x(ins)])
+
+    def _pool_attrs(self, ins, ceil_ok=False):
         a = self.attrs
         shape = self.asm.shape(self._x(ins))
         kernel = tuple(int(k) for k in a["kernel_shape"])
         stride, pads, dil = self._spatial(shape, kernel)
-        if a.get("ceil_mode", 0) and not all(
-                ceil_matches_floor(shape[1 + i], kernel[i], stride[i], pads[i], pads[i + 2], dil[i]) for i in range(2)):
+        ceil = bool(a.get("ceil_mode", 0)) and not all(
+            ceil_matches_floor(shape[1 + i], kernel[i], stride[i], pads[i], pads[i + 2], dil[i]) for i in range(2))
+        if ceil and not ceil_ok:
             raise self._unsupported("ceil_mode=1 (changes the output size here)")
-        return kernel, stride, pads, dil
+        return kernel, stride, pads, dil, ceil
 
     def _op_MaxPool(self, node, ins):
-        kernel, stride, pads, dil = self._pool_attrs(ins)
-        self._emit("maxpool", [self._x(ins)], dict(kernel=kernel, stride=stride, padding=pads, dilation=dil))
+        kernel, stride, pads, dil, ceil = self._pool_attrs(ins, ceil_ok=True)
+        self._emit("maxpool", [self._x(ins)], dict(kernel=kernel, stride=stride, padding=pads, dilation=dil)
+                   | ({"ceil_mode": True} if ceil else {}))
 
     def _op_AveragePool(self, node, ins):
-        kernel, stride, pads, dil = self._pool_attrs(ins)
+        kernel, stride, pads, dil, _ = self._pool_attrs(ins)
         if dil != (1, 1):
             raise self._unsupported(f"dilations={list(dil)}")
         if any(pads) and not self.attrs.get("count_include_pad", 0):
@@ -540,6 +668,20 @@ class _OnnxReader:
         if len(shape) != 3 or axes != [2, 3]:
             raise self._unsupported(f"mean over axes {axes} (only the spatial axes 2, 3)")
         pooled = self._emit("globalavgpool", [self._x(ins)])
+        if not self.attrs.get("keepdims", 1):
+            self._emit("flatten", [pooled])
+
+    def _op_ReduceMax(self, node, ins):
+        # x.amax((2, 3)) in PyTorch: a global max-pool, flattened unless keepdims.
+        shape = self.asm.shape(self._x(ins))
+        if "axes" in self.attrs:
+            axes = self.attrs["axes"]
+        else:
+            axes = self._const(ins[1], "axes", optional=True) if len(ins) > 1 and ins[1] else None
+        axes = sorted(int(a) % (len(shape) + 1) for a in np.reshape(axes if axes is not None else [], -1))
+        if len(shape) != 3 or axes != [2, 3]:
+            raise self._unsupported(f"max over axes {axes} (only the spatial axes 2, 3)")
+        pooled = self._emit("globalmaxpool", [self._x(ins)])
         if not self.attrs.get("keepdims", 1):
             self._emit("flatten", [pooled])
 

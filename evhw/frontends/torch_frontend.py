@@ -5,17 +5,23 @@ identity); it is not modified. Its input is taken to be ``pixel / 255`` (normali
 to the converter separately). fx records no shapes, so the caller gives the frame shape.
 
 Supported modules: ``Conv2d`` (zeros padding; int, tuple, 'valid' or 'same'), ``Linear``,
-``BatchNorm1d`` / ``BatchNorm2d``, ``ReLU``, ``ReLU6``, ``Hardtanh(0, 6)``, ``LeakyReLU``,
-``MaxPool2d``, ``AvgPool2d`` (padding only with count_include_pad), ``AdaptiveAvgPool2d``
-(to 1, or to a size dividing the input), ``Flatten(1)``, ``Upsample`` (nearest, integer factors),
-``Identity``, dropout modules.
+``BatchNorm1d`` / ``BatchNorm2d`` (standalone too), ``ReLU``, ``ReLU6``, ``Hardtanh``, ``LeakyReLU``,
+``PReLU``, ``MaxPool2d`` (ceil_mode too), ``AvgPool2d`` (padding only with count_include_pad),
+``AdaptiveAvgPool2d`` (to 1, or to a size dividing the input), ``AdaptiveMaxPool2d(1)``,
+``ZeroPad2d`` / ``ConstantPad2d(·, 0)``, ``Flatten(1)``, ``Upsample`` (nearest, integer factors),
+``Identity``, dropout modules; ``Softmax(dim=1)``, ``LogSoftmax(dim=1)``, ``Sigmoid`` as the last op
+of an output (host ops).
 
 Supported functions and methods: ``relu`` (torch / F / method, in-place too), ``F.relu6``,
-``F.hardtanh(0, 6)``, ``F.leaky_relu``, ``F.max_pool2d``, ``F.avg_pool2d``,
-``F.adaptive_avg_pool2d``, ``mean`` over (H, W), ``torch.flatten(x, 1)`` / ``x.flatten(1)``,
+``F.hardtanh``, ``torch.clamp`` / ``clip`` (constant bounds), ``F.leaky_relu``, ``F.prelu``,
+``F.max_pool2d``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d``, ``F.adaptive_max_pool2d(·, 1)``,
+``F.pad`` (constant 0, H and W), ``mean`` / ``amax`` over (H, W), ``torch.flatten(x, 1)`` / ``x.flatten(1)``,
 ``view`` / ``reshape`` to ``(batch, -1)``, ``x.size()`` / ``x.shape``, ``+`` / ``torch.add`` /
-``x.add`` of two tensors, ``torch.cat(dim=1)``, ``F.interpolate`` (nearest, integer factors),
-``F.dropout``, ``contiguous``.
+``x.add`` of two tensors, ``+ - * /`` with a number or a per-channel constant, ``torch.cat(dim=1)``,
+``F.interpolate`` (nearest, integer factors), ``F.dropout``, ``contiguous``, ``softmax`` /
+``log_softmax`` (dim 1) and ``sigmoid`` as the last op of an output.
+
+A model may return several tensors (a tuple or list): each is an output of the network.
 
 Anything else raises :class:`~evhw.errors.UnsupportedOpError` naming the op and the fx node.
 """
@@ -151,6 +157,14 @@ _SIG = {
     "interpolate": [("input", ...), ("size", None), ("scale_factor", None), ("mode", "nearest"),
                     ("align_corners", None), ("recompute_scale_factor", None), ("antialias", False)],
     "dropout": [("input", ...), ("p", 0.5), ("training", True), ("inplace", False)],
+    "prelu": [("input", ...), ("weight", ...)],
+    "clamp": [("input", ...), ("min", None), ("max", None)],
+    "pad": [("input", ...), ("pad", ...), ("mode", "constant"), ("value", None)],
+    "adaptive_max_pool2d": [("input", ...), ("output_size", ...), ("return_indices", False)],
+    "softmax": [("input", ...), ("dim", None), ("_stacklevel", 3), ("dtype", None)],
+    "unary": [("input", ...)],
+    "amax": [("input", ...), ("dim", ()), ("keepdim", False)],
+    "binary": [("input", ...), ("other", ...), ("alpha", 1), ("rounding_mode", None)],
     "mean": [("input", ...), ("dim", None), ("keepdim", False), ("dtype", None)],
 }
 
@@ -175,11 +189,26 @@ class _FxReader:
             torch.concat: ("cat", self._cat), torch.concatenate: ("cat", self._cat),
             F.interpolate: ("interpolate", self._interpolate), F.dropout: ("dropout", self._identity),
             F.dropout2d: ("dropout", self._identity), torch.mean: ("mean", self._mean),
+            torch.amax: ("amax", self._amax),
+            F.prelu: ("prelu", self._prelu), torch.prelu: ("prelu", self._prelu),
+            torch.clamp: ("clamp", self._clamp), torch.clip: ("clamp", self._clamp),
+            F.pad: ("pad", self._pad), F.adaptive_max_pool2d: ("adaptive_max_pool2d", self._adaptive_max),
+            F.softmax: ("softmax", self._host("softmax")), torch.softmax: ("softmax", self._host("softmax")),
+            F.log_softmax: ("softmax", self._host("logsoftmax")),
+            torch.log_softmax: ("softmax", self._host("logsoftmax")),
+            torch.sigmoid: ("unary", self._host("sigmoid")), F.sigmoid: ("unary", self._host("sigmoid")),
+            operator.sub: ("binary", self._arith("sub")), operator.mul: ("binary", self._arith("mul")),
+            operator.truediv: ("binary", self._arith("div")), torch.sub: ("binary", self._arith("sub")),
+            torch.mul: ("binary", self._arith("mul")), torch.div: ("binary", self._arith("div")),
         }
         self.methods = {
             "relu": ("relu", self._relu), "relu_": ("relu", self._relu), "flatten": ("flatten", self._flatten),
             "add": ("add", self._add), "add_": ("add", self._add), "mean": ("mean", self._mean),
             "contiguous": ([("input", ...)], self._identity),
+            "clamp": ("clamp", self._clamp), "clip": ("clamp", self._clamp), "amax": ("amax", self._amax),
+            "softmax": ("softmax", self._host("softmax")), "log_softmax": ("softmax", self._host("logsoftmax")),
+            "sigmoid": ("unary", self._host("sigmoid")), "sub": ("binary", self._arith("sub")),
+            "mul": ("binary", self._arith("mul")), "div": ("binary", self._arith("div")),
         }
 
     # -- entry ---------------------------------------------------------------------------------
@@ -201,9 +230,11 @@ class _FxReader:
             args = fx.node.map_arg(node.args, lambda n: env[n])
             kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
             env[node] = self._call(node, args, kwargs)
-        if not isinstance(out, _Ref):
-            raise UnsupportedOpError(f"the model must return one tensor computed from its input, not {out!r}")
-        return self.asm.graph(out.name, name)
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        if not outs or not all(isinstance(o, _Ref) for o in outs):
+            raise UnsupportedOpError(f"the model must return a tensor (or a tuple of tensors) computed from its "
+                                     f"input, not {out!r}")
+        return self.asm.graph([o.name for o in outs], name)
 
     def _call(self, node, args, kwargs):
         if node.op == "get_attr":
@@ -278,6 +309,17 @@ class _FxReader:
             return self._hardtanh(dict(input=x, min_val=m.min_val, max_val=m.max_val))
         if isinstance(m, nn.LeakyReLU):
             return self._emit("leakyrelu", [x], {"alpha": float(m.negative_slope)})
+        if isinstance(m, nn.PReLU):
+            return self._prelu(dict(input=x, weight=m.weight))
+        if isinstance(m, (nn.ZeroPad2d, nn.ConstantPad2d)):
+            return self._pad(dict(input=x, pad=m.padding, mode="constant", value=getattr(m, "value", 0.0)))
+        if isinstance(m, nn.AdaptiveMaxPool2d):
+            return self._adaptive_max(dict(input=x, output_size=m.output_size, return_indices=m.return_indices))
+        if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+            op = "softmax" if isinstance(m, nn.Softmax) else "logsoftmax"
+            return self._host(op)(dict(input=x, dim=m.dim))
+        if isinstance(m, nn.Sigmoid):
+            return self._host("sigmoid")(dict(input=x))
         if isinstance(m, nn.MaxPool2d):
             return self._maxpool(dict(input=x, kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
                                       dilation=m.dilation, ceil_mode=m.ceil_mode, return_indices=m.return_indices))
@@ -335,15 +377,109 @@ class _FxReader:
 
     def _hardtanh(self, a):
         lo, hi = float(a["min_val"]), float(a["max_val"])
-        if (lo, hi) != (0.0, 6.0):
-            raise self._unsupported(f"hardtanh({lo}, {hi}); only (0, 6), i.e. ReLU6")
-        return self._emit("relu6", [a["input"]])
+        return self._clip(a["input"], lo, hi)
+
+    def _clip(self, x, lo, hi):
+        if (lo, hi) == (0.0, 6.0):
+            return self._emit("relu6", [x])
+        if (lo, hi) == (0.0, np.inf):
+            return self._emit("relu", [x])
+        if not lo < hi:
+            raise self._unsupported(f"clamp(min={lo}, max={hi}) needs min < max")
+        return self._emit("clip", [x], {"min": lo, "max": hi})
+
+    def _clamp(self, a):
+        for k in ("min", "max"):
+            if isinstance(a[k], _Ref) or hasattr(a[k], "shape"):
+                raise self._unsupported(f"{k} must be a number, not a tensor")
+        lo = -np.inf if a["min"] is None else float(a["min"])
+        hi = np.inf if a["max"] is None else float(a["max"])
+        return self._clip(a["input"], lo, hi)
+
+    def _prelu(self, a):
+        c = self._shape(a["input"])[0]
+        w = a["weight"]
+        if isinstance(w, _Ref):
+            raise self._unsupported("the slope is computed from the input, not a parameter")
+        slope = _np(w).reshape(-1)
+        if slope.size not in (1, c):
+            raise self._unsupported(f"{slope.size} slopes for {c} channels")
+        return self._emit("prelu", [a["input"]], {}, {"slope": np.broadcast_to(slope, (c,)).copy()})
+
+    def _pad(self, a):
+        p = a["pad"]
+        p = (int(p),) * 4 if isinstance(p, int) else tuple(int(v) for v in p)
+        value = 0.0 if a["value"] is None else float(a["value"])
+        if a["mode"] != "constant" or value != 0.0:
+            raise self._unsupported(f"pad mode={a['mode']!r} value={value} (only constant 0)")
+        if len(self._shape(a["input"])) != 3 or len(p) not in (2, 4):
+            raise self._unsupported(f"pad {p}; only H and W of an (N, C, H, W) tensor")
+        l_, r_, t_, b_ = p if len(p) == 4 else (p[0], p[1], 0, 0)
+        if min(p) < 0:
+            raise self._unsupported(f"negative pad {p} (cropping)")
+        return self._emit("pad", [a["input"]], {"pads": (t_, l_, b_, r_)})
+
+    def _adaptive_max(self, a):
+        size = a["output_size"]
+        if a.get("return_indices"):
+            raise self._unsupported("return_indices=True")
+        if (size if isinstance(size, (tuple, list)) else (size, size)) not in ((1, 1), [1, 1]) and size != 1:
+            raise self._unsupported(f"output size {size} (only 1: a global max-pool)")
+        return self._emit("globalmaxpool", [a["input"]])
+
+    def _host(self, op):
+        def handler(a):
+            shape = self._shape(a["input"])
+            if op != "sigmoid":
+                dim = a.get("dim")
+                if dim is None or int(dim) % (len(shape) + 1) != 1:
+                    raise self._unsupported(f"dim={dim} (only the channel / feature dim 1)")
+            return self._emit(op, [a["input"]])
+        return handler
+
+    def _arith(self, op):
+        """``x (op) constant`` or ``constant (op) x`` with a number or a per-channel constant: an affine."""
+        def handler(a):
+            x, c = a["input"], a["other"]
+            if a.get("alpha", 1) != 1 or a.get("rounding_mode") is not None:
+                raise self._unsupported(f"alpha={a.get('alpha', 1)}, rounding_mode={a.get('rounding_mode')!r}")
+            first = isinstance(x, _Ref)
+            if not first and not isinstance(c, _Ref):
+                raise self._unsupported("no operand is computed from the input")
+            if first and isinstance(c, _Ref):
+                if op == "mul" or op == "div":
+                    raise self._unsupported(f"{op} of two computed tensors")
+                raise self._unsupported("subtracting two computed tensors")
+            if not first:
+                x, c = c, x
+                if op == "div":
+                    raise self._unsupported("dividing by a computed tensor")
+            shape = self._shape(x)
+            cv = np.asarray(_np(c) if hasattr(c, "detach") else c, dtype=np.float64)
+            ch = shape[0]
+            if cv.ndim > len(shape) + 1 or cv.size not in (1, ch) or (cv.size == ch > 1 and (
+                    cv.ndim < len(shape) or cv.shape[cv.ndim - len(shape)] != ch)):
+                raise self._unsupported(f"constant of shape {cv.shape} is not a number or per-channel")
+            cv = np.broadcast_to(cv.reshape(-1), (ch,)).copy()
+            ones = np.ones(ch)
+            if op == "add":
+                mul, add = ones, cv
+            elif op == "sub":
+                mul, add = (ones, -cv) if first else (-ones, cv)
+            elif op == "mul":
+                mul, add = cv, np.zeros(ch)
+            else:
+                if np.any(cv == 0):
+                    raise self._unsupported("division by zero")
+                mul, add = 1.0 / cv, np.zeros(ch)
+            return self._emit("affine", [x], {}, {"mul": mul, "add": add})
+        return handler
 
     def _leaky(self, a):
         return self._emit("leakyrelu", [a["input"]], {"alpha": float(a["negative_slope"])})
 
-    def _window(self, a):
-        """IR kernel / stride / padding / dilation from PyTorch pooling arguments (floor mode only)."""
+    def _window(self, a, ceil_ok=False):
+        """IR kernel / stride / padding / dilation from PyTorch pooling arguments."""
         k = _pair(a["kernel_size"])
         s = k if a["stride"] is None or a["stride"] == [] or a["stride"] == () else _pair(a["stride"])
         p = _pair(a["padding"])
@@ -351,15 +487,16 @@ class _FxReader:
         shape = self._shape(a["input"])
         if len(shape) != 3:
             raise self._unsupported(f"input shape {shape} is not (C, H, W)")
-        if a["ceil_mode"] and not all(ceil_matches_floor(shape[1 + i], k[i], s[i], p[i], p[i], d[i])
-                                      for i in range(2)):
+        ceil = bool(a["ceil_mode"]) and not all(ceil_matches_floor(shape[1 + i], k[i], s[i], p[i], p[i], d[i])
+                                                for i in range(2))
+        if ceil and not ceil_ok:
             raise self._unsupported("ceil_mode=True (changes the output size here)")
-        return dict(kernel=k, stride=s, padding=(p[0], p[1], p[0], p[1])), d
+        return dict(kernel=k, stride=s, padding=(p[0], p[1], p[0], p[1])) | ({"ceil_mode": True} if ceil else {}), d
 
     def _maxpool(self, a):
         if a["return_indices"]:
             raise self._unsupported("return_indices=True")
-        attrs, d = self._window(a)
+        attrs, d = self._window(a, ceil_ok=True)
         return self._emit("maxpool", [a["input"]], attrs | {"dilation": d})
 
     def _avgpool(self, a):
@@ -391,6 +528,17 @@ class _FxReader:
         if len(shape) != 3 or dims != [2, 3]:
             raise self._unsupported(f"mean over dims {a['dim']} (only the spatial dims 2, 3)")
         out = self._emit("globalavgpool", [a["input"]])
+        if a["keepdim"]:
+            return out
+        return _Ref(self.asm.add("flatten", [out.name], name=self.cur.name + "_flat", source=self.cur.name))
+
+    def _amax(self, a):
+        shape = self._shape(a["input"])
+        dims = a["dim"]
+        dims = sorted(int(d) % (len(shape) + 1) for d in ((dims,) if isinstance(dims, int) else dims or ()))
+        if len(shape) != 3 or dims != [2, 3]:
+            raise self._unsupported(f"amax over dims {a['dim']} (only the spatial dims 2, 3)")
+        out = self._emit("globalmaxpool", [a["input"]])
         if a["keepdim"]:
             return out
         return _Ref(self.asm.add("flatten", [out.name], name=self.cur.name + "_flat", source=self.cur.name))
@@ -431,6 +579,8 @@ class _FxReader:
     def _add(self, a):
         if a["alpha"] != 1:
             raise self._unsupported(f"alpha={a['alpha']}")
+        if not (isinstance(a["input"], _Ref) and isinstance(a["other"], _Ref)):
+            return self._arith("add")(a)
         return self._emit("add", [a["input"], a["other"]])
 
     def _cat(self, a):
