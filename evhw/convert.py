@@ -311,27 +311,57 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
     return q
 
 
-def set_thresholds(q: QNet, h, *, input_threshold=None, bn_scale=False):
-    """Map a global float threshold ``h`` (activation units) to integer per-channel thresholds.
+def gate_threshold(h, scale):
+    """Integer gate thresholds ``H`` such that ``|d| > H`` fires exactly when the float gate would.
 
-    ``H_c = round(h * adj_c / scale_c)``, ``adj_c = |gamma_c|`` with ``bn_scale`` (as the EvNet code),
-    else 1. The input gate uses ``input_threshold`` (pixel/255 units; default ``h``).
+    The float gate fires when ``|d| * scale > h``, evaluated in float64 (``d`` an integer change, ``scale``
+    what one integer step means, ``h >= 0`` the threshold in the same float units). Float multiplication
+    by a positive ``scale`` is monotone in ``|d|``, so the firing changes are exactly ``|d| > H`` with
+    ``H`` the largest integer ``n >= 0`` with ``n * scale <= h`` (float64): ``floor(h / scale)``,
+    corrected by whole steps where the division or the product rounds across the boundary (exact
+    multiples such as ``h = 10 * scale``). Element-wise over broadcast ``h`` and ``scale``.
+    """
+    h, s = np.broadcast_arrays(np.asarray(h, np.float64), np.asarray(scale, np.float64))
+    if np.any(~(s > 0)) or np.any(~np.isfinite(s)):
+        raise ConfigError(f"gate scales must be positive and finite, not {s.min()}..{s.max()}")
+    if np.any(~(h >= 0)) or np.any(~np.isfinite(h)):
+        raise ConfigError(f"thresholds must be finite and >= 0, not {h.min()}..{h.max()}")
+    with np.errstate(over="ignore"):
+        n = np.minimum(np.floor(h / s), float(_H_CAP))    # beyond 2**53 nothing is exact (and H > span anyway)
+    for _ in range(8):                                      # floor(h/s) is off by at most one or two steps
+        up = ((n + 1) * s <= h) & (n < _H_CAP)
+        down = (n * s > h) & (n > 0)
+        if not (up.any() or down.any()):
+            return n.astype(np.int64)
+        n = n + up - down
+    raise AssertionError("gate_threshold did not converge")     # unreachable: the loop moves n towards H
+
+
+_H_CAP = 1 << 52
+
+
+def set_thresholds(q: QNet, h, *, input_threshold=None, bn_scale=False):
+    """Map a global float threshold ``h`` to integer per-channel thresholds (:func:`gate_threshold`).
+
+    Gate ``g``, channel ``c``: ``H = gate_threshold(h * adj_c, scale_c)`` with ``scale_c`` the gated
+    tensor's scale and ``adj_c = |gamma_c|`` of the folded BatchNorm with ``bn_scale`` (as the EvNet TF
+    code), else 1. The input gate uses ``input_threshold`` (default ``h``) in units of the network's input
+    (pixel/255, or the normalized input with a folded normalization: then per channel) and no ``adj``.
     Stores and returns ``{gate name: int64 array}``.
     """
     h = float(h)
     hin = h if input_threshold is None else float(input_threshold)
     if h < 0 or hin < 0 or not np.isfinite(h) or not np.isfinite(hin):
-        raise ConfigError(f"thresholds must be finite and >= 0, not h={h!r}, input={hin!r}")
+        raise ConfigError(f"thresholds must be finite and >= 0, not h={h}, input={hin}")
     th = {}
     tin = q.input
-    th["input"] = _check(np.full(tin.channels, int(np.rint(hin * 255))), tin, "input")
+    th["input"] = _check(gate_threshold(hin, np.broadcast_to(tin.scale, (tin.channels,))), tin, "input")
     for s in q.layers():
         if not s.gated:
             continue
         adj = s.bn_gamma if (bn_scale and s.bn_gamma is not None) else 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            hc = np.rint(h * np.broadcast_to(adj, s.out.scale.shape) / s.out.scale)
-        th[s.name] = _check(hc, s.out, s.name)
+        hc = h * np.broadcast_to(np.asarray(adj, np.float64), s.out.scale.shape)
+        th[s.name] = _check(gate_threshold(hc, s.out.scale), s.out, s.name)
     q.thresholds = th
     q.default_threshold, q.default_input_threshold, q.bn_scale = h, input_threshold, bool(bn_scale)
     return th
