@@ -13,14 +13,13 @@ import numpy as np
 from .errors import AccumulatorWidthError, ConfigError, QuantizationError, ShapeError, UnsupportedOpError
 from .floatmodel import run_float
 from .ir import VALUE_OPS, Graph, pads4, pair
-from .qnet import QLayer, QNet, QTensor, QView, Term
+from .qnet import MAX_ACC_BITS, QLayer, QNet, QTensor, QView, Term, acc_bits_needed, accumulator_bound
 
 LINEAR_OPS = ("conv", "linear", "avgpool", "globalavgpool", "add")
 VIEW_OPS = ("flatten", "concat", "upsample")
 MULT_BITS = 15          # requant multiplier M in [2**14, 2**15)
 ADD_FRAC_BITS = 10      # add: operand multipliers are integers with 10 fractional bits of precision
 LEAKY_SHIFT = 7         # LeakyReLU slope = num / 2**7 (0.1 -> 13/128)
-MAX_ACC_BITS = 48       # (a + bias) * M must fit int64; float64 kernels need < 2**53
 
 
 def fold_batchnorm(graph: Graph) -> Graph:
@@ -106,6 +105,8 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
         raise ConfigError(f"weight bits must be 2..16, not {weight_bits!r}")
     if not 2 <= int(act_bits) <= 16:
         raise ConfigError(f"activation bits must be 2..16, not {act_bits!r}")
+    if acc_bits is not None and not 2 <= int(acc_bits) <= MAX_ACC_BITS:
+        raise ConfigError(f"accumulator bits must be 2..{MAX_ACC_BITS}, not {acc_bits!r}")
     g = graph.copy()
     if input_mean is not None or input_std is not None:
         c = g.input.attrs["shape"][0]
@@ -260,22 +261,8 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
         leaky_num = int(np.rint(chain[[c.op for c in chain].index("leakyrelu")].attrs["alpha"] * (1 << LEAKY_SHIFT))) \
             if act == "leaky" else None
 
-        # Accumulator bound: |a| <= sum |w| * R, R = max|value| + largest threshold (= span).
-        bound = np.zeros(acc_shape[0], dtype=object)
-        for t in terms:
-            s = tensors[t.src]
-            r = max(abs(s.lo), abs(s.hi)) + s.span
-            if t.kind == "conv":
-                bound = bound + np.abs(t.weight).reshape(t.weight.shape[0], -1).sum(axis=1).astype(object) * r
-            elif t.kind == "linear":
-                bound = bound + np.abs(t.weight).sum(axis=1).astype(object) * r
-            elif t.kind == "sumpool":
-                k = t.attrs["kernel"]
-                bound = bound + k[0] * k[1] * r
-            else:
-                bound = bound + np.abs(t.weight).astype(object) * r
-        acc_bound = int(max(bound)) if len(bound) else 0
-        need = acc_bound.bit_length() + 1
+        acc_bound = accumulator_bound(terms, tensors)     # |a| <= sum |w| * (max|value| + span)
+        need = acc_bits_needed(acc_bound)
         if need > MAX_ACC_BITS:
             raise QuantizationError(f"layer {name!r} needs a {need}-bit accumulator; evhw supports at most "
                                     f"{MAX_ACC_BITS}; use fewer weight/activation bits")

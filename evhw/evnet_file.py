@@ -40,8 +40,10 @@ types JSON lacks as objects tagged by a key that starts with ``$``:
 
 Any other JSON object is a plain dict with string keys. Loading never unpickles anything
 (``np.load(..., allow_pickle=False)``); every problem with a file -- missing, not an evnet file,
-a newer format version, truncated, checksum mismatch, malformed header or missing arrays --
-raises :class:`evhw.errors.ModelFileError` naming the file and the problem.
+a newer format version, truncated, checksum mismatch, malformed header or missing arrays, or a
+network whose fields contradict each other (:func:`evhw.qnet.validate`: shapes, activations,
+accumulator widths against the proven bound, thresholds) -- raises
+:class:`evhw.errors.ModelFileError` naming the file and the problem (and the layer and field).
 """
 from __future__ import annotations
 
@@ -59,9 +61,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import EvhwError, ModelFileError
+from .errors import EvhwError, ModelFileError, NetworkSpecError
 from .ir import Graph, Node
-from .qnet import QLayer, QNet, QTensor, QView, Term
+from .qnet import QLayer, QNet, QTensor, QView, Term, validate
 
 MAGIC = b"EVNET\x00\r\n"
 VERSION = 1
@@ -368,6 +370,9 @@ def loads(data: bytes, *, source: str = "<bytes>"):
                 q = dec.value(header["qnet"])
                 g = dec.value(header["graph"]) if header["graph"] is not None else None
                 _check_types(q, g)
+                validate(q)
+            except NetworkSpecError as e:
+                raise fail(f"invalid network: {e}") from None
             except _Malformed as e:
                 raise fail(f"malformed header: {e}") from None
             except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as e:
