@@ -82,11 +82,22 @@ def _qrange(bits, signed):
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
+def _numbers(v):
+    """Numbers for a message: ``0.5`` or ``0.1,0.2`` (never a NumPy repr such as ``np.float64(0.5)``)."""
+    if v is None:
+        return "none"
+    try:
+        a = np.asarray(v, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return str(v)
+    return ",".join(f"{x:g}" for x in a)
+
+
 def requant_params(ratio):
     """Integer (M, S) with M / 2**S ~= ratio, M in [2**14, 2**15). Rounding: see requantize()."""
     ratio = np.asarray(ratio, dtype=np.float64)
     if np.any(ratio <= 0) or np.any(~np.isfinite(ratio)):
-        raise QuantizationError(f"requantization ratio must be positive and finite, not {ratio!r}")
+        raise QuantizationError(f"requantization ratio must be positive and finite, not {_numbers(ratio)}")
     e = np.floor(np.log2(ratio)).astype(np.int64)
     shift = (MULT_BITS - 1) - e
     mult = np.rint(ratio * np.exp2(shift.astype(np.float64))).astype(np.int64)
@@ -113,11 +124,13 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
         try:
             mean = np.broadcast_to(np.asarray(input_mean if input_mean is not None else 0.0, float), (c,))
             std = np.broadcast_to(np.asarray(input_std if input_std is not None else 1.0, float), (c,))
-        except ValueError:
-            raise ConfigError(f"--input-mean/--input-std need 1 or {c} values (one per input channel), "
-                              f"not {input_mean!r} / {input_std!r}") from None
-        if np.any(std <= 0):
-            raise ConfigError(f"--input-std must be positive, not {tuple(std)}")
+        except (ValueError, TypeError):
+            need = "1 value" if c == 1 else f"1 or {c} values (one per input channel)"
+            raise ConfigError(f"--input-mean/--input-std need {need}, not {_numbers(input_mean)} / "
+                              f"{_numbers(input_std)}") from None
+        if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)) or np.any(std <= 0):
+            raise ConfigError(f"--input-mean must be finite and --input-std positive and finite, not "
+                              f"{_numbers(mean)} / {_numbers(std)}")
         g.input_mean, g.input_std = tuple(mean.tolist()), tuple(std.tolist())
     g = fold_batchnorm(g.infer_shapes())
     in_shape = g.input.attrs["shape"]
