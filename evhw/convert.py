@@ -19,6 +19,8 @@ LINEAR_OPS = ("conv", "linear", "avgpool", "globalavgpool", "add")
 VIEW_OPS = ("flatten", "concat", "upsample")
 MULT_BITS = 15          # requant multiplier M in [2**14, 2**15)
 ADD_FRAC_BITS = 10      # add: operand multipliers are integers with 10 fractional bits of precision
+#: The gate threshold h every command uses unless told otherwise (``convert()`` itself defaults to 0: exact).
+DEFAULT_THRESHOLD = 0.05
 LEAKY_SHIFT = 7         # LeakyReLU slope = num / 2**7 (0.1 -> 13/128)
 
 

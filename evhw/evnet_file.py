@@ -160,16 +160,23 @@ def dumps(qnet: QNet, graph: Graph | None = None) -> bytes:
     return _PREFIX.pack(MAGIC, VERSION, len(payload), hashlib.sha256(payload).digest()) + payload
 
 
-def save(path, qnet: QNet, graph: Graph | None = None) -> None:
-    """Write ``qnet`` (and optionally the float ``graph``) to ``path`` (atomically: temp file + rename).
+def save(path, qnet: QNet, graph: Graph | None = None, *, inputs=()) -> None:
+    """Write ``qnet`` (and optionally the float ``graph``) to ``path`` (atomically: temp file + rename,
+    so a failed save leaves an existing file untouched).
 
-    The graph is stored exactly as given. Note that :func:`evhw.convert.convert` records an input
-    normalization passed as an argument on its own copy of the graph (and in ``qnet.input_mean`` /
-    ``qnet.input_std``), not on the caller's graph.
+    ``inputs``: files this network was made from (model, calibration frames); writing over one of
+    them (the same path, a symlink or a hard link to it) is refused. The graph is stored exactly as
+    given. Note that :func:`evhw.convert.convert` records an input normalization passed as an argument
+    on its own copy of the graph (and in ``qnet.input_mean`` / ``qnet.input_std``), not on the caller's graph.
     """
-    data = dumps(qnet, graph)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    for src in inputs:
+        if src is not None and _same_file(path, Path(src)):
+            raise ModelFileError(f"{path}: refusing to overwrite the input file {src}; choose another output path")
+    data = dumps(qnet, graph)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory; give a file name such as {path / 'net.evnet'}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -180,6 +187,15 @@ def save(path, qnet: QNet, graph: Graph | None = None) -> None:
         except OSError:
             pass
         raise ModelFileError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if not b.exists():
+            return False            # not a file (a source or model name): nothing to destroy
+        return a.resolve() == b.resolve() or (a.exists() and os.path.samefile(a, b))
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 # ----------------------------------------------------------------------------------------------

@@ -189,3 +189,34 @@ def test_validate_names_the_layer_and_field():
     s.acc_bits = 3
     with pytest.raises(qnet.NetworkSpecError, match=rf"layer '{s.name}': field 'acc_bits'"):
         validate(q)
+
+
+def test_save_refuses_to_overwrite_an_input(saved, tmp_path):
+    path, q = saved
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"precious")
+    link = tmp_path / "link.evnet"
+    link.symlink_to(model)
+    hard = tmp_path / "hard.evnet"
+    import os
+    os.link(model, hard)
+    for out in (model, tmp_path / "." / "model.onnx", link, hard):
+        with pytest.raises(ModelFileError, match="refusing to overwrite the input file"):
+            evnet_file.save(out, q, inputs=[model, "synthetic:shapes"])
+    assert model.read_bytes() == b"precious"
+    evnet_file.save(tmp_path / "new.evnet", q, inputs=[model, "synthetic:shapes", None])
+    assert evnet_file.load(tmp_path / "new.evnet")[0].name == q.name
+
+
+def test_failed_save_keeps_the_existing_file(saved, tmp_path, monkeypatch):
+    path, q = saved
+    out = tmp_path / "out.evnet"
+    out.write_bytes(b"old contents")
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(evnet_file.os, "replace", boom)
+    with pytest.raises(ModelFileError, match="No space left"):
+        evnet_file.save(out, q)
+    assert out.read_bytes() == b"old contents"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.evnet"]        # no temp file left behind
