@@ -26,3 +26,15 @@ def test_normalization_messages(kw, words):
     assert "np." not in msg and "1 or 1" not in msg and "array(" not in msg, msg
     for w in words:
         assert w in msg, msg
+
+
+@pytest.mark.parametrize("steps", [0, -1])
+def test_training_with_no_steps_is_refused_before_writing(tmp_path, steps):
+    """`zoo train NAME --steps -1` used to train nothing and write untrained weights (by default over
+    the package's own), then crash printing the loss."""
+    from evhw.errors import EvhwError
+    from evhw.train import train
+    out = tmp_path / "w.npz"
+    with pytest.raises(EvhwError, match="--steps"):
+        train("temporal-digits-mlp", steps=steps, out=out)
+    assert not out.exists()
