@@ -353,25 +353,27 @@ def set_thresholds(q: QNet, h, *, input_threshold=None, bn_scale=False):
     """
     h = float(h)
     hin = h if input_threshold is None else float(input_threshold)
-    if h < 0 or hin < 0 or not np.isfinite(h) or not np.isfinite(hin):
-        raise ConfigError(f"thresholds must be finite and >= 0, not h={h}, input={hin}")
+    for what, v in (("threshold", h), ("input threshold", hin)):
+        if not (np.isfinite(v) and v >= 0):
+            raise ConfigError(f"the {what} must be finite and >= 0, not {v}")
     th = {}
     tin = q.input
-    th["input"] = _check(gate_threshold(hin, np.broadcast_to(tin.scale, (tin.channels,))), tin, "input")
+    th["input"] = _check(gate_threshold(hin, np.broadcast_to(tin.scale, (tin.channels,))), tin, "input", hin)
     for s in q.layers():
         if not s.gated:
             continue
         adj = s.bn_gamma if (bn_scale and s.bn_gamma is not None) else 1.0
         hc = h * np.broadcast_to(np.asarray(adj, np.float64), s.out.scale.shape)
-        th[s.name] = _check(gate_threshold(hc, s.out.scale), s.out, s.name)
+        th[s.name] = _check(gate_threshold(hc, s.out.scale), s.out, s.name, h)
     q.thresholds = th
     q.default_threshold, q.default_input_threshold, q.bn_scale = h, input_threshold, bool(bn_scale)
     return th
 
 
-def _check(hc, t: QTensor, name):
+def _check(hc, t: QTensor, name, h):
     hc = np.asarray(hc)
     if np.any(hc > t.span):
-        raise ConfigError(f"threshold for gate {name!r} maps to {int(hc.max())}, above the largest the "
-                          f"accumulator bound allows ({t.span}); use a smaller threshold")
+        what = "input threshold" if name == "input" else "threshold"
+        raise ConfigError(f"the {what} {h:g} maps to {int(hc.max())} at gate {name!r}, above the largest the "
+                          f"accumulator bound allows ({t.span}); use a smaller {what}")
     return hc.astype(np.int64)
