@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from evhw.cli import main
-from evhw.study import best_point, metric_at_macs, with_frames, with_option
+from evhw.flow.study import best_point, metric_at_macs, with_frames, with_option
 from cliutil import run
 
 

@@ -3,9 +3,9 @@
 Run from the repository root: .venv/bin/python docs/bench/mustshow.py (about 10 minutes on 2 cores).
 """
 import json, time
-from evhw.cli_hw import generate_build
 from evhw.evnet_file import load
-from evhw.evaluate import apply_thresholds, clip_for
+from evhw.flow.build import generate_build
+from evhw.flow.network import apply_thresholds, clip_for
 from sim.session import simulate
 rows = []
 for net, video in (("temporal-digits-mlp", "tdigits:opencv?frames=200"), ("hw-cnn16", "opencv:vtest")):

@@ -17,7 +17,7 @@ import json
 import numpy as np
 import pytest
 
-from evhw.evaluate import apply_thresholds
+from evhw.flow.network import apply_thresholds
 from evhw.evnet_file import save
 from sim.session import simulate
 from tiny_nets import clip, tiny_cnn, tiny_mlp

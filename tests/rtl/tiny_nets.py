@@ -6,7 +6,7 @@ import functools
 import numpy as np
 
 from evhw.convert import convert
-from evhw.evaluate import clip_for
+from evhw.flow.network import clip_for
 from evhw.ir import GraphBuilder
 
 VIDEO = "opencv:vtest?frames=4&step=8"   # frames 8 apart: enough motion for events in an 8x8 crop

@@ -13,7 +13,7 @@ Writes a report folder: ``report.md`` (tables), ``results.json`` (every run), ``
 * rounding (Sigma-Delta) vs threshold policy on the temporal-digits MLP (paper Fig. 5b);
 * computation per frame over time.
 
-Every number comes from :func:`evhw.evaluate.evaluate` on the golden model; nothing is estimated.
+Every number comes from :func:`evhw.flow.evaluation.evaluate` on the golden model; nothing is estimated.
 """
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import zoo
-from .errors import AccumulatorOverflowError, ConfigError
-from .evaluate import apply_thresholds, clip_for, evaluate, load_network, references
-from .golden import Policy
+from .. import zoo
+from ..errors import AccumulatorOverflowError, ConfigError
+from ..golden import Policy
+from .evaluation import evaluate, references
+from .network import DEFAULT_THRESHOLD, apply_thresholds, clip_for, load_network
 
-DEFAULT_THRESHOLD = 0.05          # the converter's default h (same as the CLI's)
 THRESHOLDS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
 #: The MLP on held digits tolerates far larger thresholds: sweep further to see the policies differ.
 ROUNDING_THRESHOLDS = (0.02, 0.08, 0.16, 0.32, 0.48, 0.64, 0.96)   # h <= 1: the input gate shares h

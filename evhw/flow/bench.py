@@ -1,29 +1,73 @@
-"""``evhw bench hw``: cycles of the generated array on real video, measured in cocotb.
+"""Benchmarks behind ``evhw bench``.
 
-For one network and clip it generates the array for each P, simulates the same frames in evnet
-mode (and, at ``dense_pes``, in dense mode: a flush every frame on the same hardware), checks
-every frame bit-exact against the golden model, and reports cycles per frame, the ideal
-(``synaptic updates / P``), PE utilization and the parallel efficiency. Nothing is estimated: all
-cycle counts are the RTL's own counters.
+``bench_golden``: how fast the golden model runs, event path vs dense integer path.
+
+``bench_hw``: cycles of the generated array on real video, measured in cocotb. For one network
+and clip it generates the array for each P, simulates the same frames in evnet mode (and, at
+``dense_pes``, in dense mode: a flush every frame on the same hardware), checks every frame
+bit-exact against the golden model, and reports cycles per frame, the ideal (``synaptic updates /
+P``), PE utilization and the parallel efficiency. Nothing is estimated: all cycle counts are the
+RTL's own counters.
 """
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .. import zoo
+from ..errors import EvhwError
+from ..golden import EventModel, Policy, dense_forward
+from .build import generate_build
+from .network import apply_thresholds, clip_for, convert_model, frames_for
+
+
+def _best_of(fn, repeats=3):
+    best = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best = dt if best is None else min(best, dt)
+    return best
+
+
+def bench_golden(model, video, n_frames, threshold, repeats=3):
+    q, _ = convert_model(model, threshold=threshold)
+    apply_thresholds(q, threshold)
+    frames = frames_for(video, q.input.shape, n_frames)
+    res_holder = {}
+
+    def dense():
+        for f in frames:
+            dense_forward(q, f)
+
+    def event():
+        res_holder["r"] = EventModel(q, Policy("evnet")).run(frames)
+
+    td, te = _best_of(dense, repeats), _best_of(event, repeats)
+    rs = res_holder["r"]
+    dm = sum(r.dense_macs for r in rs)
+    em = sum(r.event_macs for r in rs)
+    n = len(frames)
+    return {
+        "model": model, "video": video, "frames": n, "threshold": threshold,
+        "dense": {"seconds": td, "fps": n / td, "macs_per_frame": dm / n},
+        "event": {"seconds": te, "fps": n / te, "macs_per_frame": em / n},
+        "mac_savings": dm / em if em else float("inf"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+
 
 def bench_hw(model, *, video=None, frames=4, pes=(1, 2, 4, 8), dense_pes=4, threshold=0.04,
              simulator="verilator", build_root="build/bench", log=print) -> dict:
-    from evhw import zoo
-    from evhw.evaluate import apply_thresholds, clip_for
-    from evhw.errors import EvhwError
-    from evhw.evnet_file import load
-    from evhw.cli_hw import generate_build
-    from .session import simulate
+    from sim.session import simulate
+
+    from ..evnet_file import load
 
     root = Path(build_root)
     source = video or zoo.default_video(model)

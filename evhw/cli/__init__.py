@@ -1,0 +1,66 @@
+"""The ``evhw`` command. Command names, flags and JSON keys are a contract: extend, never rename.
+
+Each command group lives in its own module and is imported only when the command is invoked or
+listed in the help; the commands only parse flags, call the flow layer (evhw.flow) and print.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from ..errors import EvhwError
+
+#: command name -> (module, attribute), imported on first use
+COMMANDS = {
+    "convert": ("evhw.cli.net", "convert"),
+    "info": ("evhw.cli.net", "info"),
+    "eval": ("evhw.cli.net", "eval_cmd"),
+    "generate": ("evhw.cli.hw", "generate"),
+    "sim": ("evhw.cli.hw", "sim"),
+    "report": ("evhw.cli.report", "report"),
+    "bench": ("evhw.cli.bench", "bench"),
+    "study": ("evhw.cli.study", "study"),
+    "data": ("evhw.cli.data", "data"),
+    "zoo": ("evhw.cli.zoo", "zoo_cmd"),
+    "demo": ("evhw.cli.demo", "demo"),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported from ``lazy`` (name -> (module, attribute)) on first use."""
+
+    def __init__(self, *args, lazy=None, **kw):
+        super().__init__(*args, **kw)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in self.lazy:
+            module, attr = self.lazy[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="evhw")
+def cli():
+    """evhw: convert trained networks into Event Neural Networks and generate their hardware."""
+
+
+def main(argv=None):
+    from .console import err
+    try:
+        cli.main(args=argv, prog_name="evhw", standalone_mode=False)
+    except EvhwError as e:
+        err.print(f"[bold red]evhw: error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)

@@ -1,0 +1,78 @@
+"""``evhw bench golden`` and ``evhw bench hw``: figures for docs/benchmarks.md."""
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from ..flow.network import DEFAULT_THRESHOLD
+from .console import err, out
+
+
+@click.group()
+def bench():
+    """Benchmarks (figures for docs/benchmarks.md)."""
+
+
+@bench.command()
+@click.option("--model", default="rand-cnn64", show_default=True)
+@click.option("--video", default="synthetic:shapes", show_default=True)
+@click.option("--frames", "n_frames", default=32, show_default=True)
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def golden(model, video, n_frames, threshold, as_json):
+    """Frames per second of the golden model: event path vs dense integer path."""
+    from ..flow.bench import bench_golden
+    res = bench_golden(model, video, n_frames, threshold)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    t = Table(title=f"golden model speed: {model}, {res['frames']} frames of {video}, h={threshold:g}")
+    for c in ("path", "frames/s", "ms/frame", "MACs/frame"):
+        t.add_column(c, justify="left" if c == "path" else "right")
+    for k in ("dense", "event"):
+        r = res[k]
+        t.add_row(k, f"{r['fps']:.1f}", f"{1000 / r['fps']:.2f}", f"{r['macs_per_frame']:,.0f}")
+    out.print(t)
+    out.print(f"event path speed-up {res['event']['fps'] / res['dense']['fps']:.2f}x for "
+              f"{res['mac_savings']:.2f}x fewer MACs ({res['machine']})")
+
+
+@bench.command(name="hw")
+@click.option("--model", default="objects-cnn", show_default=True)
+@click.option("--video", help="Frames (default: the model's default video).")
+@click.option("--frames", "n_frames", default=4, show_default=True)
+@click.option("--pes", default="1,2,4,8", show_default=True, help="Comma-separated PE counts.")
+@click.option("--dense-pes", default=4, show_default=True, help="Also run dense mode at this P.")
+@click.option("--threshold", type=float, default=0.04, show_default=True)
+@click.option("--simulator", type=click.Choice(("verilator", "icarus")), default="verilator", show_default=True)
+@click.option("-o", "--output", default="build/bench", show_default=True, help="Build folder root.")
+@click.option("--json", "as_json", is_flag=True)
+def hw(model, video, n_frames, pes, dense_pes, threshold, simulator, output, as_json):
+    """Cycles per frame of the generated array on real video: evnet vs dense, vs ideal, P scaling."""
+    from ..flow.bench import bench_hw
+    p_list = tuple(int(x) for x in pes.split(","))
+    res = bench_hw(model, video=video, frames=n_frames, pes=p_list, dense_pes=dense_pes, threshold=threshold,
+                   simulator=simulator, build_root=output, log=err.print)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    t = Table(title=f"{model}: {n_frames} frames of {res['video']}, h={threshold:g}, {simulator}")
+    for col in ("P", "policy", "cycles/frame", "event frames: cycles", "ideal", "ratio", "PE busy",
+                "speed-up vs P=1", "efficiency"):
+        t.add_column(col, justify="right")
+    for r in res["runs"]:
+        ratio = (r["event_frames_cycles"] / r["event_frames_ideal"]
+                 if r["event_frames_cycles"] and r["event_frames_ideal"] else None)
+        t.add_row(str(r["pes"]), r["policy"], f"{r['mean_cycles']:,.0f}",
+                  "-" if r["event_frames_cycles"] is None else f"{r['event_frames_cycles']:,.0f}",
+                  "-" if r["event_frames_ideal"] is None else f"{r['event_frames_ideal']:,.0f}",
+                  "-" if ratio is None else f"{ratio:.2f}x",
+                  "-" if r["pe_busy_fraction"] is None else f"{100 * r['pe_busy_fraction']:.1f} %",
+                  f"{r['speedup_vs_p1']:.2f}x" if "speedup_vs_p1" in r else "-",
+                  f"{100 * r['parallel_efficiency']:.0f} %" if "parallel_efficiency" in r else "-")
+    out.print(t)
+    if "dense_over_evnet_cycles" in res:
+        out.print(f"dense mode takes {res['dense_over_evnet_cycles']:.2f}x the cycles of evnet mode at "
+                    f"P={dense_pes} on the same hardware and frames")

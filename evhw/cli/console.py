@@ -1,0 +1,79 @@
+"""The consoles, progress bars and flag parsers shared by the commands."""
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+# Errors are one line: don't let rich wrap them at 80 columns when stderr is a file or pipe.
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
+# Tables are wide: when stdout is a file or pipe, don't wrap them at rich's default of 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 120)
+
+
+def floats(s):
+    if s is None:
+        return None
+    try:
+        v = tuple(float(x) for x in str(s).split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, not {s!r}")
+    return v if len(v) > 1 else v[0]
+
+
+def shape(s):
+    if s is None:
+        return None
+    try:
+        return tuple(int(x) for x in s.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected a shape like 1,64,64, not {s!r}")
+
+
+def progress(total, label):
+    """A transient progress bar on stderr (hidden when stderr is not a terminal) and its task."""
+    p = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                 transient=True, disable=not err.is_terminal)
+    return p, p.add_task(label, total=total)
+
+
+def status(message):
+    """A spinner on stderr while a long step runs (nothing when stderr is not a terminal)."""
+    return err.status(message, spinner="dots") if err.is_terminal else nullcontext()
+
+
+def with_options(opts):
+    def deco(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
+
+
+def jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    raise TypeError(type(x))
+
+
+class bar:
+    """``with bar(label) as tick:`` a progress bar whose ``tick(done, total)`` sets its position."""
+
+    def __init__(self, label):
+        self.progress, self.task = progress(None, label)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self.tick
+
+    def tick(self, done, total):
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)

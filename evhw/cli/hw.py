@@ -1,0 +1,116 @@
+"""``evhw generate`` and ``evhw sim``: the hardware (Amaranth and cocotb are imported only when they run).
+
+``evhw generate NET --pes P -o BUILD/`` writes the Verilog top ``BUILD/evhw_top.v``,
+``BUILD/manifest.json`` (rtl_gen.export) and ``BUILD/net.evnet``, the very network the hardware
+was generated for, so ``evhw sim`` checks the RTL against the identical quantized network.
+
+``evhw sim BUILD/`` runs frames through ``evhw_top`` in cocotb (Verilator or Icarus) and checks every
+output value and every per-tensor event count against the golden model, frame by frame.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.table import Table
+
+from ..flow.simulate import HW_POLICIES
+from .console import err, jsonable, out, status
+
+
+@click.command()
+@click.argument("net")
+@click.option("-p", "--pes", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Processing elements (1-16).")
+@click.option("-o", "--output", required=True, metavar="BUILD/", help="Folder for evhw_top.v, manifest.json, net.evnet.")
+@click.option("--threshold", type=float, help="Re-map the stored thresholds to h (float activation units).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object.")
+def generate(net, pes, output, threshold, as_json):
+    """Generate the Verilog hardware for NET (.evnet or a bundled model) with P processing elements."""
+    from ..flow.build import generate_build
+    q, manifest = generate_build(net, pes=pes, out_dir=output, threshold=threshold)
+    if as_json:
+        click.echo(json.dumps(manifest, default=jsonable))
+        return
+    out.print(generate_table(q, manifest, output))
+    mem = manifest.get("memory_bits", {}).get("total")
+    out.print(f"wrote {output}/evhw_top.v, manifest.json, net.evnet"
+              + (f"; on-chip memory {mem / 8 / 1024:.1f} KiB" if mem else ""))
+
+
+@click.command()
+@click.argument("build", metavar="BUILD/")
+@click.option("--video", metavar="FRAMES", help="Frames (.npy/.npz, video file or source name; default: the "
+                                                 "model's default video).")
+@click.option("--frames", "n_frames", type=int, default=4, show_default=True, help="Number of frames.")
+@click.option("--simulator", type=click.Choice(("verilator", "icarus")), default="verilator", show_default=True)
+@click.option("--policy", type=click.Choice(HW_POLICIES), default="evnet", show_default=True)
+@click.option("--threshold", type=float, help="Gate threshold h (default: the network's stored thresholds).")
+@click.option("--reset-every", type=int, help="skipconv: zero thresholds every N frames.")
+@click.option("--seed", default=0, show_default=True, help="Random seed of the stalls.")
+@click.option("--stall", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
+              help="Probability of a pixel idle cycle and of an output backpressure cycle.")
+@click.option("--waves", is_flag=True, help="Record a waveform trace (path printed; a separate cached build).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def sim(build, video, n_frames, simulator, policy, threshold, reset_every, seed, stall, waves, as_json):
+    """Simulate BUILD/ (from `evhw generate`) on FRAMES and check it bit for bit against the golden model.
+
+    Ideal cycles of a frame = its synaptic updates / P: per layer, event frames count the golden
+    model's event MACs + non-MAC accumulations; flush frames count the (non-zero input value,
+    reached accumulator) pairs of the dense values (the hardware sends only non-zero values)."""
+    from ..flow.simulate import simulate_build
+    res = simulate_build(build, video=video, n_frames=n_frames, simulator=simulator, policy=policy,
+                         threshold=threshold, reset_every=reset_every, seed=seed, stall=stall, waves=waves,
+                         status=status)
+    if as_json:
+        click.echo(json.dumps(res, default=jsonable))
+    else:
+        out.print(sim_table(res))
+        tot, ideal = sum(res["cycles_per_frame"]), sum(res["ideal_cycles_per_frame"])
+        busy = res["pe_busy_fraction"]
+        ratio = f" ({tot / ideal:.2f}x)" if ideal else ""
+        out.print(f"{res['frames_run']} of {res['frames']} frames: {tot:,} cycles for {ideal:,.0f} ideal{ratio}; "
+                  + (f"PEs busy {100 * busy:.1f} % of the cycles; " if busy is not None else "")
+                  + ("bit-exact: yes" if res["bit_exact"] else "bit-exact: [bold red]NO[/]"))
+        for m in res["mismatches"][:5]:
+            err.print(f"frame {m['frame']}: {m['what']}: expected {m['expected']}, got {m['got']}",
+                  highlight=False)
+        if res.get("waves"):
+            err.print(f"waves: {res['waves']}", highlight=False)
+        if res.get("error"):
+            err.print(f"testbench: {res['error']} (log {res['log']})", highlight=False)
+    if not res["bit_exact"]:
+        sys.exit(1)
+
+
+def generate_table(q, manifest, out_dir):
+    t = Table(title=f"{q.name}: evhw_top with {manifest.get('pes')} PE(s) in {out_dir}")
+    for c in ("layer", "terms", "accumulators", "gate", "acc bits", "threshold cfg"):
+        t.add_column(c, justify="left" if c in ("layer", "terms") else "right")
+    gates = manifest.get("gates", {})
+    if isinstance(gates, list):
+        gates = {g["name"]: g for g in gates}
+    g_in = gates.get("input", {})
+    t.add_row("input", "input gate", "-", str(tuple(manifest.get("input", {}).get("shape", q.input.shape))), "-",
+              f"{g_in.get('cfg_base', '?')}+{g_in.get('channels', '?')}" if g_in else "-")
+    layers = manifest.get("layers") or [{"name": s.name, "terms": [x.kind for x in s.terms], "acc_shape": s.acc_shape,
+                                         "gate_shape": s.out.shape, "gated": s.gated, "acc_bits": s.acc_bits}
+                                        for s in q.layers()]
+    for l in layers:
+        gi = gates.get(l["name"])
+        t.add_row(l["name"], "+".join(l.get("terms", [])), str(tuple(l.get("acc_shape", ()))),
+                  str(tuple(l.get("gate_shape", ()))) if l.get("gated") else "readout", str(l.get("acc_bits", "-")),
+                  f"{gi['cfg_base']}+{gi['channels']}" if gi else "-")
+    return t
+
+
+def sim_table(res):
+    t = Table(title=f"evhw_top on {res['simulator']}, {res['pes']} PE(s): {res['policy']}, h={res['threshold']:g}, "
+                    f"{res['frames']} frames of {res.get('video', '?')}")
+    for c in ("frame", "kind", "cycles", "ideal cycles", "events", "updates", "bit-exact"):
+        t.add_column(c, justify="left" if c == "kind" else "right")
+    for f in res["per_frame"]:
+        t.add_row(str(f["frame"]), f["kind"], f"{f['cycles']:,}", f"{f['ideal_cycles']:,.1f}", f"{f['events']:,}",
+                  f"{f['updates']:,}", "yes" if f["bit_exact"] else "[bold red]NO[/]")
+    return t

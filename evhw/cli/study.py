@@ -1,0 +1,60 @@
+"""``evhw study``: the EvNet paper's analyses (evhw.flow.study) as a report folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .. import zoo
+from .console import err, floats, out, progress
+
+
+@click.command()
+@click.option("-o", "--output", default="docs/results", show_default=True, metavar="DIR", help="Report folder.")
+@click.option("--model", "models", multiple=True, help="Conv model(s) to study (default: objects-cnn, enhance-cnn).")
+@click.option("--mlp", default="temporal-digits-mlp", show_default=True, help="MLP for the rounding study ('' skips it).")
+@click.option("--video", "videos", multiple=True, metavar="MODEL=SOURCE", help="Use SOURCE for MODEL.")
+@click.option("--frames", "n_frames", type=int, help="Frames per sequence (default: each source's own).")
+@click.option("--thresholds", help="Comma-separated threshold sweep (default 0.005,...,0.32).")
+@click.option("--tolerance", type=float, default=0.5, show_default=True, help="pp accuracy or dB PSNR for best points.")
+@click.option("--tiny", is_flag=True, help="A tiny configuration (one model, 6 frames, 2 thresholds).")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
+def study(output, models, mlp, videos, n_frames, thresholds, tolerance, tiny, as_json):
+    """Reproduce the EvNet paper's accuracy/operations analyses; write Markdown, JSON and PNG plots."""
+    from ..flow.study import StudyConfig, count_runs, run_study
+    cfg = StudyConfig.tiny() if tiny else StudyConfig()
+    if models:
+        cfg.conv_models = tuple(models)
+    cfg.mlp = mlp or None
+    if n_frames is not None:
+        cfg.frames = n_frames
+    if thresholds:
+        th = floats(thresholds)
+        cfg.thresholds = th if isinstance(th, tuple) else (th,)
+    cfg.tolerance = tolerance
+    for v in videos:
+        m, sep, src = v.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--video takes MODEL=SOURCE, not {v!r}")
+        cfg.videos[m] = src
+    for m in (*cfg.conv_models, *([cfg.mlp] if cfg.mlp else [])):
+        zoo.spec(m)
+    p, task = progress(count_runs(cfg), "study")
+    with p:
+        res = run_study(cfg, output, progress=lambda label: p.advance(task), log=err.print)
+    summary = json.loads((Path(output) / "summary.json").read_text())
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    t = Table(title=f"best evnet operating points (within {tolerance} of dense integer)")
+    for c in ("model", "video", "h", "savings", "metric", "dense int."):
+        t.add_column(c)
+    for m, v in summary.items():
+        if m == "default" or v.get("threshold") is None:
+            continue
+        t.add_row(m, v["video"], f"{v['threshold']:g}", f"{v['mac_savings']:.2f}x", f"{v['metric']:.2f}",
+                  f"{v['metric_dense']:.2f}")
+    out.print(t)
+    out.print(f"report: {output}/report.md ({res['seconds']} s)")

@@ -1,0 +1,77 @@
+"""Load networks by name or file, convert them, re-map their thresholds, and read frame clips."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import zoo
+from ..convert import convert, set_thresholds
+from ..errors import EvhwError
+from ..qnet import QNet
+
+#: The default gate threshold h (float activation units) of convert, eval, generate and study.
+DEFAULT_THRESHOLD = 0.05
+CALIB_FRAMES = 16
+
+
+def load_graph(spec, *, input_shape=None):
+    """A float graph from an .onnx file, a PyTorch file or a bundled model name."""
+    p = Path(spec)
+    if p.suffix == ".onnx":
+        from ..frontends.onnx_frontend import load_onnx
+        return load_onnx(p)
+    if p.suffix in (".pt", ".pth"):
+        from ..frontends.torch_frontend import load_torch
+        return load_torch(p, input_shape=input_shape)
+    if spec in zoo.MODELS:
+        return zoo.build(spec)
+    if p.suffix or p.exists():
+        raise EvhwError(f"cannot read model {spec!r}: expected an .onnx, .pt/.pth or .evnet file "
+                        f"or a bundled model ({', '.join(zoo.names())})")
+    raise EvhwError(f"unknown model {spec!r}; bundled models: {', '.join(zoo.names())}")
+
+
+def frames_for(source, input_shape, frames=None):
+    """Frames (uint8 array) from a FRAMES file or source name."""
+    return clip_for(source, input_shape, frames).frames
+
+
+def clip_for(source, input_shape, frames=None):
+    """A :class:`evhw.datasets.Clip`: frames plus the labels/targets a named source carries."""
+    from ..datasets import load_clip
+    return load_clip(source, input_shape=tuple(input_shape), frames=frames)
+
+
+def convert_model(spec, *, calib=None, calib_frames=CALIB_FRAMES, input_shape=None, **kw):
+    """Float graph + calibration frames -> (QNet, float graph)."""
+    g = load_graph(spec, input_shape=input_shape)
+    source = calib or zoo.calib_video(spec)
+    calib_data = frames_for(source, g.input.attrs["shape"], calib_frames)
+    q = convert(g, calib_data, **kw)
+    q.meta.update(model=str(spec), calib=str(source))
+    return q, g
+
+
+def load_network(spec, **kw):
+    """A .evnet file (QNet and its float graph) or a model converted with defaults."""
+    if str(spec).endswith(".evnet"):
+        from ..evnet_file import load
+        return load(spec)
+    return convert_model(spec, **kw)
+
+
+def apply_thresholds(q: QNet, threshold=None, input_threshold=None, bn_scale=None):
+    """Re-map thresholds when the user overrides them (keeps the network's stored ones otherwise)."""
+    if threshold is None and input_threshold is None and bn_scale is None:
+        return q.thresholds
+    return set_thresholds(q, q.default_threshold if threshold is None else threshold,
+                          input_threshold=input_threshold if input_threshold is not None else
+                          (None if threshold is not None else q.default_input_threshold),
+                          bn_scale=q.bn_scale if bn_scale is None else bn_scale)
+
+
+def convert_to_file(spec, output, **kw):
+    """Convert ``spec`` (see :func:`convert_model`) and save it as the .evnet file ``output``. Returns the QNet."""
+    from ..evnet_file import save
+    q, g = convert_model(spec, **kw)
+    save(output, q, g)
+    return q

@@ -1,0 +1,51 @@
+"""Simulate a build (from :func:`evhw.flow.build.generate_build`) on frames and check it against the golden model.
+
+Ideal cycles of a frame = its synaptic updates / P: per layer, event frames count the golden
+model's event MACs + non-MAC accumulations; flush frames count the (non-zero input value,
+reached accumulator) pairs of the dense values (the hardware sends only non-zero values).
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+from .. import zoo
+from ..errors import ConfigError, EvhwError
+from ..golden import Policy
+from .network import apply_thresholds, clip_for
+
+#: Policies the generated array runs.
+HW_POLICIES = ("evnet", "skipconv", "dense")
+
+
+def simulate_build(build, *, video=None, n_frames=4, simulator="verilator", policy="evnet", threshold=None,
+                   reset_every=None, seed=0, stall=0.0, waves=False, status=None) -> dict:
+    """Run ``n_frames`` of ``video`` (default: the model's default video) through BUILD/ in cocotb and
+    compare every frame with the golden model. ``status(message)`` may return a context manager that is
+    held while the simulator runs. Returns the dict behind ``evhw sim --json``."""
+    from ..evnet_file import load
+    bdir = Path(build)
+    for f in ("manifest.json", "net.evnet"):
+        if not (bdir / f).exists():
+            raise EvhwError(f"{bdir / f} is missing: run `evhw generate NET -o {build}` first")
+    if n_frames < 1:
+        raise ConfigError(f"--frames must be >= 1, not {n_frames}")
+    q, _ = load(bdir / "net.evnet")
+    th = apply_thresholds(q, threshold)
+    Policy(policy, reset_every=reset_every)          # validates --reset-every
+    source = video or zoo.default_video(q.meta.get("model"))
+    clip = clip_for(source, q.input.shape, n_frames)
+    try:
+        from sim.runner import SimError
+        from sim.session import simulate
+    except ImportError as e:
+        raise EvhwError(f"cocotb is not installed ({e}): pip install -e '.[sim]'") from None
+    with (status or (lambda msg: nullcontext()))(f"simulating {len(clip)} frames on {simulator}"):
+        try:
+            res = simulate(bdir, q, clip.frames, policy=policy, thresholds=th, reset_every=reset_every,
+                           simulator=simulator, seed=seed, stall=stall, waves=waves)
+        except SimError as e:
+            raise EvhwError(str(e)) from None
+    res["threshold"] = q.default_threshold
+    res["video"] = str(source)
+    return res
