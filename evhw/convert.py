@@ -19,8 +19,8 @@ LINEAR_OPS = ("conv", "linear", "avgpool", "globalavgpool", "add")
 VIEW_OPS = ("flatten", "concat", "upsample")
 MULT_BITS = 15          # requant multiplier M in [2**14, 2**15)
 ADD_FRAC_BITS = 10      # add: operand multipliers are integers with 10 fractional bits of precision
-#: The gate threshold h every command uses unless told otherwise (``convert()`` itself defaults to 0: exact).
-DEFAULT_THRESHOLD = 0.05
+WEIGHT_BITS = (2, 16)   # supported weight widths (inclusive)
+ACT_BITS = (2, 16)      # supported activation widths (inclusive)
 LEAKY_SHIFT = 7         # LeakyReLU slope = num / 2**7 (0.1 -> 13/128)
 
 
@@ -114,12 +114,12 @@ def requant_params(ratio):
 def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=None,
             input_mean=None, input_std=None, threshold=0.0, input_threshold=None, bn_scale=False) -> QNet:
     """Quantize and convert ``graph``, calibrating on ``calib_frames`` (N x input shape, raw pixels)."""
-    if not 2 <= int(weight_bits) <= 16:
-        raise ConfigError(f"weight bits must be 2..16, not {weight_bits!r}")
-    if not 2 <= int(act_bits) <= 16:
-        raise ConfigError(f"activation bits must be 2..16, not {act_bits!r}")
+    if not WEIGHT_BITS[0] <= int(weight_bits) <= WEIGHT_BITS[1]:
+        raise ConfigError(f"weight bits (--weight-bits) must be {WEIGHT_BITS[0]}..{WEIGHT_BITS[1]}, not {weight_bits}")
+    if not ACT_BITS[0] <= int(act_bits) <= ACT_BITS[1]:
+        raise ConfigError(f"activation bits (--act-bits) must be {ACT_BITS[0]}..{ACT_BITS[1]}, not {act_bits}")
     if acc_bits is not None and not 2 <= int(acc_bits) <= MAX_ACC_BITS:
-        raise ConfigError(f"accumulator bits must be 2..{MAX_ACC_BITS}, not {acc_bits!r}")
+        raise ConfigError(f"accumulator bits (--acc-bits) must be 2..{MAX_ACC_BITS}, not {acc_bits}")
     g = graph.copy()
     if input_mean is not None or input_std is not None:
         c = g.input.attrs["shape"][0]
@@ -284,7 +284,7 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
         if acc_bits is not None:
             if int(acc_bits) < need:
                 raise AccumulatorWidthError(
-                    f"accumulator width {acc_bits} is too narrow for layer {name!r}: it needs at least {need} "
+                    f"accumulator width (--acc-bits) {acc_bits} is too narrow for layer {name!r}: it needs at least {need} "
                     f"bits (|a| can reach {acc_bound})")
             width = int(acc_bits)
         else:

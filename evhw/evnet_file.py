@@ -170,12 +170,8 @@ def save(path, qnet: QNet, graph: Graph | None = None, *, inputs=()) -> None:
     on its own copy of the graph (and in ``qnet.input_mean`` / ``qnet.input_std``), not on the caller's graph.
     """
     path = Path(path)
-    for src in inputs:
-        if src is not None and _same_file(path, Path(src)):
-            raise ModelFileError(f"{path}: refusing to overwrite the input file {src}; choose another output path")
+    check_output(path, inputs)
     data = dumps(qnet, graph)
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory; give a file name such as {path / 'net.evnet'}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -187,6 +183,19 @@ def save(path, qnet: QNet, graph: Graph | None = None, *, inputs=()) -> None:
         except OSError:
             pass
         raise ModelFileError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def check_output(path, inputs=()) -> None:
+    """Refuse an output path that cannot take a new file, or that is one of ``inputs`` (ModelFileError)."""
+    path = Path(path)
+    for src in inputs:
+        if src is not None and _same_file(path, Path(src)):
+            raise ModelFileError(f"{path}: refusing to overwrite the input file {src}; choose another output path")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory; give a file name such as {path / 'net.evnet'}")
+    if not path.parent.is_dir():
+        what = "is not a directory" if path.parent.exists() else "does not exist"
+        raise ModelFileError(f"{path}: cannot write: the folder {path.parent} {what}")
 
 
 def _same_file(a: Path, b: Path) -> bool:

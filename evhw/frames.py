@@ -37,6 +37,8 @@ from .errors import ConfigError, EvhwError, ShapeError
 
 VIDEO_EXTS = (".mp4", ".m4v", ".avi", ".mkv", ".mov", ".webm", ".gif", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
               ".mts", ".ogv", ".3gp")
+#: Most frames one run reads or generates (``--frames``, ``frames=N``): bounds memory for generated sources.
+MAX_FRAMES = 100_000
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
@@ -125,8 +127,8 @@ def _model_shape(input_shape):
 def _frame_count(frames):
     if frames is None:
         return None
-    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
-        raise ConfigError(f"the number of frames must be a positive integer, not {frames!r}")
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or not 1 <= frames <= MAX_FRAMES:
+        raise ConfigError(f"the number of frames must be an integer in 1..{MAX_FRAMES}, not {frames}")
     return int(frames)
 
 
@@ -319,8 +321,9 @@ def shapes_video(frames=SYNTHETIC_DEFAULT_FRAMES, channels=1, height=64, width=6
     first frames do not depend on ``frames``. A test and demo fixture, not real footage.
     """
     t_n, c, h, w = int(frames), int(channels), int(height), int(width)
-    if min(t_n, c, h, w) < 1:
-        raise ConfigError(f"synthetic video needs positive frames/channels/height/width, not {(t_n, c, h, w)}")
+    if min(t_n, c, h, w) < 1 or t_n > MAX_FRAMES or t_n * c * h * w > MAX_FRAMES * 64 * 64:
+        raise ConfigError(f"synthetic video needs positive frames/channels/height/width of at most "
+                          f"{MAX_FRAMES} frames of 64x64 in all, not {t_n}x{c}x{h}x{w}")
     if not (np.isfinite(noise) and noise >= 0):
         raise ConfigError(f"synthetic noise must be >= 0, not {noise!r}")
     rng = np.random.default_rng([int(seed), 0])

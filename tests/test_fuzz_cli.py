@@ -84,7 +84,8 @@ def hostile_file(draw, exts):
     data = draw(st.binary(min_size=1, max_size=300)) if kind == "garbage" else b""
     frac = draw(st.floats(0.0, 0.95))
     variant = draw(st.integers(0, 7))
-    return kind, ext, data, frac, variant
+    name = draw(st.sampled_from(["h", "[b]h", "[bold]h", "h x", "hü", "-h"]))
+    return kind, ext, data, frac, variant, name
 
 
 def _bad_array(variant):
@@ -95,8 +96,8 @@ def _bad_array(variant):
 
 
 def _make(d, valid, spec):
-    kind, ext, data, frac, variant = spec
-    p = d / f"h{next(_count)}{ext}"
+    kind, ext, data, frac, variant, name = spec
+    p = d / f"{name}{next(_count)}{ext}"
     if kind == "empty":
         p.write_bytes(b"")
     elif kind == "garbage":
@@ -190,13 +191,14 @@ def test_hostile_output_paths(capsys, files, where):
 
 NUM_JUNK = ["", "abc", "1,2", "0x", "--", "1e"]
 FLOAT_BAD = ["nan", "inf", "-inf", "-1", "-1e-9", "1e400"] + NUM_JUNK
-INT_BAD = ["1.5", "1e3", "99999999999999999999999"] + NUM_JUNK
+INT_BAD = ["1.5", "1e3"] + NUM_JUNK
+HUGE = "99999999999999999999999"
 
 CONVERT_FLAGS = {
-    "--weight-bits": ["0", "1", "17", "-8", "1000"] + INT_BAD,
-    "--act-bits": ["0", "1", "17", "-8"] + INT_BAD,
-    "--acc-bits": ["0", "1", "3", "49", "-5", "100000"] + INT_BAD,
-    "--calib-frames": ["0", "-1"] + INT_BAD,
+    "--weight-bits": ["0", "1", "17", "-8", "1000", HUGE] + INT_BAD,
+    "--act-bits": ["0", "1", "17", "-8", HUGE] + INT_BAD,
+    "--acc-bits": ["0", "1", "3", "49", "-5", "100000", HUGE] + INT_BAD,
+    "--calib-frames": ["0", "-1", HUGE] + INT_BAD,
     "--threshold": FLOAT_BAD + ["1e30"],
     "--input-threshold": FLOAT_BAD + ["1e30"],
     "--input-mean": ["a", "0.1,0.2", "nan", "inf", "1,,2", ","],
@@ -209,17 +211,17 @@ EVAL_FLAGS = {
     "--granularity": ["", "block", "block:0", "block:-2", "block:x", "chunk:2", "neuron2", "block:1.5"],
     "--reset-every": ["0", "-3"] + INT_BAD,
     "--rrm-bound": ["0", "-1", "nan", "inf", "-inf"] + NUM_JUNK,
-    "--frames": ["0", "-1"] + INT_BAD,
+    "--frames": ["0", "-1", HUGE] + INT_BAD,
 }
 BENCH_FLAGS = {
-    "--frames": ["0", "-1"] + INT_BAD,
+    "--frames": ["0", "-1", HUGE] + INT_BAD,
     "--threshold": FLOAT_BAD + ["1e30"],
     "--model": ["", "nope", "rand-mlp.evnet"],
 }
 STUDY_FLAGS = {
     "--thresholds": ["", "a", "0.1,x", "-0.1", "nan", "inf", "0.1,,0.2", ","],
     "--tolerance": ["-1", "nan", "inf", "-inf"] + NUM_JUNK,
-    "--frames": ["0", "-1"] + INT_BAD,
+    "--frames": ["0", "-1", HUGE] + INT_BAD,
     "--model": ["", "nope", "rand-mlp.evnet"],
     "--video": ["", "novalue", "=synthetic:shapes", "objects-cnn=", "nope=synthetic:shapes"],
     "--mlp": ["nope"],
