@@ -128,7 +128,7 @@ def _frame_count(frames):
     if frames is None:
         return None
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or not 1 <= frames <= MAX_FRAMES:
-        raise ConfigError(f"the number of frames must be an integer in 1..{MAX_FRAMES}, not {frames}")
+        raise ConfigError(f"the number of frames must be a positive integer (at most {MAX_FRAMES}), not {frames}")
     return int(frames)
 
 
