@@ -206,6 +206,7 @@ CONVERT_FLAGS = {
     "--input-threshold": FLOAT_BAD + ["1e30"],
     "--input-mean": ["a", "0.1,0.2", "nan", "inf", "1,,2", ","],
     "--input-std": ["0", "-1", "nan", "inf", "0.1,0.2", "a", "0,1"],
+    "--input-shape": ["", "a", "1,2", "0,12,12", "-1", "1,12,12,1", "1,,12", "1.5,2,2"],
 }
 EVAL_FLAGS = {
     "--policy": ["", "EVNET", "evnet2", "none"],

@@ -15,16 +15,6 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
 out = Console(width=None if sys.stdout.isatty() else 120)
 
 
-def floats(s):
-    if s is None:
-        return None
-    try:
-        v = tuple(float(x) for x in str(s).split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, not {s!r}")
-    return v if len(v) > 1 else v[0]
-
-
 class Real(click.ParamType):
     """A finite float, optionally bounded below (``lo``; ``lo_open``: strictly above ``lo``); with ``many``,
     a comma-separated list of them (a tuple, or one number when one is given)."""
@@ -54,13 +44,21 @@ class Real(click.ParamType):
 THRESHOLD = Real(lo=0)
 
 
-def shape(s):
-    if s is None:
-        return None
-    try:
-        return tuple(int(x) for x in s.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected a shape like 1,64,64, not {s!r}")
+class Shape(click.ParamType):
+    """A tensor shape ``C,H,W`` or ``F`` of positive integers."""
+
+    name = "C,H,W"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            v = tuple(int(x) for x in value.split(","))
+        except ValueError:
+            v = ()
+        if len(v) not in (1, 3) or min(v) < 1:
+            self.fail(f"expected a shape like 1,64,64 (C,H,W) or 64 (F), not {value!r}", param, ctx)
+        return v
 
 
 def progress(total, label):

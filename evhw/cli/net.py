@@ -11,7 +11,7 @@ from ..flow.network import DEFAULT_THRESHOLD
 from ..frames import MAX_FRAMES
 from ..golden import POLICIES, state_memory_bits
 from ..qnet import MAX_ACC_BITS
-from .console import THRESHOLD, Real, bar, jsonable, out, shape, with_options
+from .console import THRESHOLD, Real, Shape, bar, jsonable, out, with_options
 
 FRAMES = click.IntRange(1, MAX_FRAMES)
 
@@ -29,7 +29,7 @@ quant_options = [
                  help="Per-channel mean of pixel/255, folded into the first layer (e.g. 0.485,0.456,0.406)."),
     click.option("--input-std", type=Real(lo=0, lo_open=True, many=True),
                  help="Per-channel std of pixel/255, folded into the first layer."),
-    click.option("--input-shape", help="Model input shape C,H,W (PyTorch models)."),
+    click.option("--input-shape", type=Shape(), help="Model input shape C,H,W (PyTorch models)."),
     click.option("--threshold", "threshold", type=THRESHOLD, default=DEFAULT_THRESHOLD, show_default=True,
                  help="Default gate threshold h, in float activation units."),
     click.option("--input-threshold", type=THRESHOLD,
@@ -40,7 +40,7 @@ quant_options = [
 
 
 def _convert_kwargs(kw):
-    return dict(calib=kw["calib"], calib_frames=kw["calib_frames"], input_shape=shape(kw["input_shape"]),
+    return dict(calib=kw["calib"], calib_frames=kw["calib_frames"], input_shape=kw["input_shape"],
                 weight_bits=kw["weight_bits"], act_bits=kw["act_bits"], acc_bits=kw["acc_bits"],
                 input_mean=kw["input_mean"], input_std=kw["input_std"],
                 threshold=kw["threshold"], input_threshold=kw["input_threshold"], bn_scale=kw["bn_scale"])
