@@ -284,8 +284,8 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
         if acc_bits is not None:
             if int(acc_bits) < need:
                 raise AccumulatorWidthError(
-                    f"accumulator width (--acc-bits) {acc_bits} is too narrow for layer {name!r}: it needs at least {need} "
-                    f"bits (|a| can reach {acc_bound})")
+                    f"accumulator width (--acc-bits) {acc_bits} is too narrow for layer {name!r}: it needs at "
+                    f"least {need} bits (|a| can reach {acc_bound})")
             width = int(acc_bits)
         else:
             width = need

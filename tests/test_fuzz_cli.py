@@ -123,7 +123,8 @@ def _make(d, valid, spec):
 
 
 def _names(*things):
-    """Ways a message may name a file or a flag (``--input-threshold``: also ``input threshold``, ``input_threshold``)."""
+    """Ways a message may name a file or a flag (``--input-threshold``: also ``input threshold``,
+    ``input_threshold``)."""
     out = []
     for t in things:
         s = str(t)

@@ -19,7 +19,8 @@ from .console import Real, err, out, progress
 @click.option("--video", "videos", multiple=True, metavar="MODEL=SOURCE", help="Use SOURCE for MODEL.")
 @click.option("--frames", "n_frames", type=click.IntRange(1, MAX_FRAMES),
               help="Frames per sequence (default: each source's own).")
-@click.option("--thresholds", type=Real(lo=0, many=True), help="Comma-separated threshold sweep (default 0.005,...,0.32).")
+@click.option("--thresholds", type=Real(lo=0, many=True),
+              help="Comma-separated threshold sweep (default 0.005,...,0.32).")
 @click.option("--tolerance", type=Real(lo=0), default=0.5, show_default=True,
               help="pp accuracy or dB PSNR for best points.")
 @click.option("--tiny", is_flag=True, help="A tiny configuration (one model, 6 frames, 2 thresholds).")

@@ -23,7 +23,8 @@ def load_graph(spec, *, input_shape=None):
         from ..frontends.torch_frontend import load_torch
         if input_shape is None:
             if not p.is_file():
-                raise ModelFileError(f"{spec}: " + ("is a directory, not a PyTorch file" if p.is_dir() else "no such file"))
+                what = "is a directory, not a PyTorch file" if p.is_dir() else "no such file"
+                raise ModelFileError(f"{spec}: {what}")
             raise EvhwError(f"{spec}: a PyTorch file does not record its input shape; convert it with "
                             f"`evhw convert {spec} --input-shape C,H,W -o NET.evnet`")
         return load_torch(p, input_shape=input_shape)
