@@ -220,3 +220,62 @@ def test_failed_save_keeps_the_existing_file(saved, tmp_path, monkeypatch):
         evnet_file.save(out, q)
     assert out.read_bytes() == b"old contents"
     assert [p.name for p in tmp_path.iterdir()] == ["out.evnet"]        # no temp file left behind
+
+
+# ---------------------------------------------------------------------------------------------- fuzzed edits
+
+def _leaves(v, path=()):
+    """Paths to the editable scalars of a JSON header (ints, strings, booleans, null), skipping array refs."""
+    if isinstance(v, dict):
+        if "$array" in v:
+            return
+        for k, x in v.items():
+            yield from _leaves(x, path + (k,))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from _leaves(x, path + (i,))
+    elif not isinstance(v, float):
+        yield path
+
+
+def _set(h, path, value):
+    for k in path[:-1]:
+        h = h[k]
+    h[path[-1]] = value
+
+
+@pytest.fixture(scope="module")
+def qnet_leaves(saved):
+    path, _ = saved
+    data = path.read_bytes()
+    h = json.loads(zipfile.ZipFile(io.BytesIO(data[evnet_file.HEADER_SIZE:])).read(evnet_file.HEADER_MEMBER))
+    return [p for p in _leaves(h["qnet"], ("qnet",)) if "meta" not in p]
+
+
+def test_edited_header_fields_are_refused_or_harmless(saved, qnet_leaves, tmp_path_factory):
+    """Hypothesis: any single scalar of the network header set to another value either is refused on load
+    (ModelFileError) or gives a network the golden model runs without crashing."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from evhw.errors import EvhwError
+    path, _ = saved
+    tmp = tmp_path_factory.mktemp("edits")
+    frames = np.random.default_rng(5).integers(0, 256, (3, 3, 12, 12))
+
+    @settings(max_examples=150, derandomize=True, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(leaf=st.sampled_from(qnet_leaves),
+           value=st.one_of(st.integers(-3, 70), st.sampled_from(["gelu", "conv", "", "input", None, True])))
+    def check(leaf, value):
+        p = _edit(path, tmp, lambda h: _set(h, leaf, value))
+        try:
+            q2, _ = evnet_file.load(p)
+        except ModelFileError as e:
+            assert "\n" not in str(e)
+            return
+        try:
+            EventModel(q2, Policy("evnet")).run(frames)
+        except EvhwError:
+            pass            # a clear refusal at run time is fine too (e.g. a frame that no longer fits)
+
+    check()
