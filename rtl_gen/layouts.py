@@ -2,6 +2,8 @@
 from amaranth import *
 from amaranth.lib import data
 
+from .limits import MULT_WIDTH
+
 __all__ = ["syn_event_layout", "pe_event_layout", "mem_event_layout", "touch_layout", "param_layout",
            "gate_state_layout"]
 
@@ -46,7 +48,6 @@ def touch_layout(plan, pe):
 
 
 def param_layout(plan):
-    from .plan import MULT_WIDTH
     return data.StructLayout({"bias": signed(plan.bias_w), "mult": unsigned(MULT_WIDTH - 1),
                               "shift": unsigned(plan.shift_w)})
 

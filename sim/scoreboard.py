@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evhw.golden import EventModel, Policy, dense_forward
+from rtl_gen.limits import HW_POLICIES
 
 
 @dataclass
@@ -72,7 +73,7 @@ def flush_updates(model: EventModel, vals):
 
 def expected_frames(q, frames, policy: Policy, thresholds=None):
     """The list of :class:`Expected` for ``frames`` (a fresh sequence)."""
-    if policy.kind not in ("evnet", "skipconv", "dense"):
+    if policy.kind not in HW_POLICIES:
         raise ValueError(f"the hardware implements evnet, skipconv and dense, not {policy.kind!r}")
     if policy.granularity != "neuron" or policy.norm_gate or policy.init != "flush":
         raise ValueError("the hardware implements per-neuron gates with a flush first frame")

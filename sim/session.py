@@ -1,16 +1,19 @@
 """One simulation run of a generated build: frames in, the ``evhw sim --json`` summary out.
 
-Used by ``evhw sim`` and by ``tests/rtl``. :func:`simulate` writes the job (frames ``.npy`` and a
-JSON of policy, integer thresholds, seed and stall knobs) into ``BUILD/runs/<simulator>/``, runs
+Used by ``evhw sim`` and by ``tests/rtl``. :func:`simulate` opens the build
+(:class:`rtl_gen.builddir.BuildDir`: verified hashes, typed manifest), writes the job (frames
+``.npy`` and a :class:`sim.job.SimJob`) into ``BUILD/runs/<simulator>/``, runs
 ``sim.tb.evhw_top_tb`` through :func:`sim.runner.run_cocotb` and condenses the testbench's results.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from rtl_gen.builddir import BuildDir
+
+from .job import Corruption, SimJob, new_run_id
 from .runner import CLOCK_NS, run_cocotb
 
 TB_MODULE = "sim.tb.evhw_top_tb"
@@ -43,8 +46,8 @@ def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_eve
     dict (see :func:`summarize`); ``assert_exact`` makes a mismatch fail the cocotb test as well.
     """
     build_dir = Path(build_dir).resolve()
-    manifest = json.loads((build_dir / "manifest.json").read_text())
-    pes = int(manifest.get("pes", 1))
+    manifest = BuildDir.open(build_dir).manifest
+    pes = manifest.pes
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
         frames = frames.astype(np.uint8)
@@ -53,61 +56,54 @@ def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_eve
     np.save(run_dir / "frames.npy", frames)
     th = thresholds if thresholds is not None else q.thresholds
     idle = stall if idle is None else idle
-    job = {"build": str(build_dir), "net": str(build_dir / "net.evnet"), "frames": str(run_dir / "frames.npy"),
-           "policy": policy, "reset_every": reset_every,
-           "thresholds": {k: [int(v) for v in np.atleast_1d(np.asarray(a))] for k, a in th.items()},
-           "seed": int(seed), "idle": float(idle), "stall": float(stall), "assert": bool(assert_exact),
-           "corrupt": corrupt, "keep": int(keep), "sequences": int(sequences)}
-    (run_dir / "job.json").write_text(json.dumps(job, indent=1))
+    job = SimJob(build=str(build_dir), frames=str(run_dir / "frames.npy"), results=str(run_dir / "results.json"),
+                 run_id=new_run_id(), policy=policy, reset_every=None if reset_every is None else int(reset_every),
+                 thresholds={k: tuple(int(v) for v in np.atleast_1d(np.asarray(a))) for k, a in th.items()},
+                 seed=int(seed), idle=float(idle), stall=float(stall), assert_exact=bool(assert_exact),
+                 corrupt=tuple(Corruption(**c) for c in corrupt or ()), keep=int(keep), sequences=int(sequences))
+    job.save(run_dir / "job.json")
     if timeout is None:
         timeout = timeout_ms(q, len(frames) * sequences, pes=pes, idle=idle, stall=stall)
     res = run_cocotb(build_dir, TB_MODULE, simulator=simulator, env={"EVHW_JOB": run_dir / "job.json", **(extra or {})},
-                     seed=seed, timeout=timeout, run_dir=run_dir, waves=waves)
+                     seed=seed, timeout=timeout, run_dir=run_dir, waves=waves, run_id=job.run_id, results=job.results)
     return summarize(res, manifest, policy=policy, n_frames=len(frames) * sequences)
 
 
 def summarize(res, manifest, *, policy, n_frames):
-    """Condense testbench results into the ``evhw sim --json`` object."""
-    pes = int(manifest.get("pes", 1))
-    rows = res.get("frames", [])
-    # the RTL's own cycle counter when the manifest maps one, else start-to-done measured by the testbench
-    cycles = [int(r["stats"]["cycles"]) if isinstance(r["stats"].get("cycles"), int) else int(r["cycles_tb"])
-              for r in rows]
+    """Condense testbench results into the ``evhw sim --json`` object (``manifest``: the build's
+    :class:`rtl_gen.manifest.Manifest`)."""
+    pes = manifest.pes
+    rows = res["frames"]
+    cycles = [int(r["stats"]["cycles"]) for r in rows]          # the RTL's own cycle counter
     ideal = [sum(r["expected"]["updates"].values()) / pes for r in rows]
-    busy = [r["stats"].get("pe_busy") for r in rows]
-    pe_frac = None
-    if rows and all(isinstance(b, list) and b for b in busy) and sum(cycles):
-        pe_frac = sum(sum(b) for b in busy) / (pes * sum(cycles))
+    pe_frac = sum(sum(r["stats"]["pe_busy"]) for r in rows) / (pes * sum(cycles)) if sum(cycles) else None
     per_frame = []
     for r, c, i in zip(rows, cycles, ideal):
-        ev_exp = r["expected"]["events"]
-        ev_got = r["stats"].get("events", {})
+        st = r["stats"]
         per_frame.append({"frame": r["frame"], "kind": r["kind"], "cycles": c, "cycles_tb": r["cycles_tb"],
-                          "ideal_cycles": i, "events": sum(ev_exp.values()),
-                          "events_got": sum(int(v) for v in ev_got.values()) if ev_got else None,
+                          "ideal_cycles": i, "events": sum(r["expected"]["events"].values()),
+                          "events_got": sum(int(v) for v in st["events"].values()),
                           "updates": sum(r["expected"]["updates"].values()),
-                          "updates_got": (sum(int(v) for v in r["stats"]["updates"].values())
-                                          if "updates" in r["stats"] else None),
-                          "pe_busy": r["stats"].get("pe_busy"), "syn_cycles": r["stats"].get("syn_cycles"),
-                          "bit_exact": r["bit_exact"]})
+                          "updates_got": sum(int(v) for v in st["updates"].values()),
+                          "pe_busy": st["pe_busy"], "syn_cycles": st["syn_cycles"], "bit_exact": r["bit_exact"]})
     done = len(rows) == n_frames
     return {
         "frames": n_frames,
         "frames_run": len(rows),
-        "bit_exact": bool(res.get("bit_exact")) and done and not res.get("error"),
-        "counters_match": bool(res.get("counters_match")) and done,
+        "bit_exact": bool(res["bit_exact"]) and done and not res["error"],
+        "counters_match": bool(res["counters_match"]) and done,
         "cycles_per_frame": cycles,
         "ideal_cycles_per_frame": ideal,
         "pe_busy_fraction": pe_frac,
-        "simulator": res.get("simulator"),
+        "simulator": res["simulator"],
         "pes": pes,
         "policy": policy,
-        "mismatches": res.get("mismatches", [])[:10],
-        "mismatch_counts": res.get("mismatch_counts"),
+        "mismatches": res["mismatches"][:10],
+        "mismatch_counts": res["mismatch_counts"],
         "per_frame": per_frame,
-        "error": res.get("error"),
-        "tb_passed": res.get("passed"),
-        "sim_seconds": res.get("seconds"),
-        "log": res.get("log"),
+        "error": res["error"],
+        "tb_passed": res["passed"],
+        "sim_seconds": res["seconds"],
+        "log": res["log"],
         "waves": res.get("waves"),
     }

@@ -9,7 +9,7 @@ import pytest
 
 from evhw import zoo
 from evhw.convert import fold_batchnorm
-from evhw.datasets import Clip
+from evhw.data import Clip
 from evhw.errors import EvhwError
 from evhw.floatmodel import run_float
 from netgen import random_cnn, random_mlp
@@ -87,7 +87,7 @@ def test_trained_weights_load():
 
 
 def test_trained_digits_model_recognises_test_digits():
-    from evhw.datasets import load_clip
+    from evhw.data import load_clip
     g = zoo.build(TRAINED)
     clip = load_clip("tdigits:opencv?frames=100", input_shape=g.input.attrs["shape"])
     out = run_float(g, clip.frames, keep=[g.output])[g.output]

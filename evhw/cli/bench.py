@@ -6,8 +6,10 @@ import json
 import click
 from rich.table import Table
 
+from sim.limits import SIMULATORS
+
+from ..data.clip import MAX_FRAMES
 from ..flow.network import DEFAULT_THRESHOLD
-from ..frames import MAX_FRAMES
 from .console import THRESHOLD, err, out
 
 
@@ -47,7 +49,7 @@ def golden(model, video, n_frames, threshold, as_json):
 @click.option("--pes", default="1,2,4,8", show_default=True, help="Comma-separated PE counts.")
 @click.option("--dense-pes", default=4, show_default=True, help="Also run dense mode at this P.")
 @click.option("--threshold", type=float, default=0.04, show_default=True)
-@click.option("--simulator", type=click.Choice(("verilator", "icarus")), default="verilator", show_default=True)
+@click.option("--simulator", type=click.Choice(SIMULATORS), default=SIMULATORS[0], show_default=True)
 @click.option("-o", "--output", default="build/bench", show_default=True, help="Build folder root.")
 @click.option("--json", "as_json", is_flag=True)
 def hw(model, video, n_frames, pes, dense_pes, threshold, simulator, output, as_json):

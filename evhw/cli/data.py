@@ -16,7 +16,7 @@ def data():
 @click.argument("packages", nargs=-1)
 def data_install(packages):
     """Fetch and extract the Debian data packages (opencv-doc, dataset-fashion-mnist) into the data folder."""
-    from ..datasets import DEBIAN, data_dir, install_debian
+    from ..data.install import DEBIAN, data_dir, install_debian
     install_debian(packages or tuple(DEBIAN), echo=out.print)
     out.print(f"data folder: {data_dir()} (set EVHW_DATA_DIR to move it)")
 
@@ -24,11 +24,10 @@ def data_install(packages):
 @data.command(name="list")
 def data_list():
     """Named frame sources and whether their data is installed."""
-    from ..datasets import catalog
+    from ..data import catalog
     t = Table(title="frame sources (use the name wherever FRAMES is accepted, e.g. --video opencv:vtest)")
     for c in ("source", "kind", "status"):
         t.add_column(c)
     for row in catalog():
         t.add_row(*row)
-    t.add_row("synthetic:shapes", "synthetic video", "built in")
     out.print(t)

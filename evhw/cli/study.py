@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from .. import zoo
-from ..frames import MAX_FRAMES
+from ..data.clip import MAX_FRAMES
 from .console import Real, err, out, progress
 
 
@@ -27,7 +27,7 @@ from .console import Real, err, out, progress
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 def study(output, models, mlp, videos, n_frames, thresholds, tolerance, tiny, as_json):
     """Reproduce the EvNet paper's accuracy/operations analyses; write Markdown, JSON and PNG plots."""
-    from ..flow.study import StudyConfig, count_runs, run_study
+    from ..flow.study import StudyConfig, count_runs, read_summary, run_study
     cfg = StudyConfig.tiny() if tiny else StudyConfig()
     if models:
         cfg.conv_models = tuple(models)
@@ -51,7 +51,7 @@ def study(output, models, mlp, videos, n_frames, thresholds, tolerance, tiny, as
     p, task = progress(count_runs(cfg), "study")
     with p:
         res = run_study(cfg, output, progress=lambda label: p.advance(task), log=err.print)
-    summary = json.loads((Path(output) / "summary.json").read_text())
+    summary = read_summary(output)
     if as_json:
         click.echo(json.dumps(summary))
         return

@@ -65,9 +65,8 @@ def bench_golden(model, video, n_frames, threshold, repeats=3):
 
 def bench_hw(model, *, video=None, frames=4, pes=(1, 2, 4, 8), dense_pes=4, threshold=0.04,
              simulator="verilator", build_root="build/bench", log=print) -> dict:
+    from rtl_gen.builddir import BuildDir
     from sim.session import simulate
-
-    from ..evnet_file import load
 
     root = Path(build_root)
     source = video or zoo.default_video(model)
@@ -78,7 +77,7 @@ def bench_hw(model, *, video=None, frames=4, pes=(1, 2, 4, 8), dense_pes=4, thre
         bdir = root / f"{model}-p{p}"
         log(f"P={p}: generating {bdir}")
         generate_build(model, pes=p, out_dir=bdir, threshold=threshold)
-        q, _ = load(bdir / "net.evnet")
+        q, _ = BuildDir.open(bdir).load_net()
         apply_thresholds(q, threshold)
         clip = clip_for(source, q.input.shape, frames)
         policies = ["evnet"] + (["dense"] if p == dense_pes else [])

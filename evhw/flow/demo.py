@@ -52,13 +52,13 @@ def require_hardware():
 def demo_hardware(name, clip, pes, n_frames, build_dir, *, log=print):
     """Generate the array for ``name``, simulate ``n_frames`` of ``clip`` on Verilator and step the golden
     model beside it. Returns ``(simulation result, golden step results)``, one golden result per frame."""
+    from rtl_gen.builddir import BuildDir
     from sim.session import simulate
 
-    from ..evnet_file import load
     from .build import generate_build
     log(f"generating the array into {build_dir} ...")
     generate_build(name, pes=pes, out_dir=build_dir, threshold=DEFAULT_THRESHOLD)
-    q, _ = load(f"{build_dir}/net.evnet")
+    q, _ = BuildDir.open(build_dir).load_net()
     apply_thresholds(q, DEFAULT_THRESHOLD)
     frames = clip.frames[:n_frames]
     log(f"compiling with Verilator and simulating {len(frames)} frames (a few minutes on 2 cores) ...")

@@ -27,7 +27,7 @@ def references(q: QNet, graph, frames):
 def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=None, refs=None):
     """Run ``policy`` over ``frames``; compare with the dense integer and float models.
 
-    ``frames`` is a uint8 array or a :class:`evhw.datasets.Clip`; ``metric(outputs, clip)`` scores
+    ``frames`` is a uint8 array or a :class:`evhw.data.Clip`; ``metric(outputs, clip)`` scores
     the outputs (in float units) against the clip's labels or targets. Returns the dict behind
     ``evhw eval --json`` (see docs/semantics.md for the counting rules); ``metric``,
     ``metric_dense`` and ``metric_float`` are None without a metric or without labels/targets, and
@@ -121,7 +121,7 @@ def evaluate(q: QNet, graph, frames, policy: Policy, *, progress=None, metric=No
 
 
 def _clip_slice(clip, i):
-    from ..datasets import Clip
+    from ..data import Clip
     return Clip(clip.frames[i:i + 1], None if clip.labels is None else clip.labels[i:i + 1],
                 None if clip.targets is None else clip.targets[i:i + 1])
 

@@ -42,8 +42,8 @@ def frames_for(source, input_shape, frames=None):
 
 
 def clip_for(source, input_shape, frames=None):
-    """A :class:`evhw.datasets.Clip`: frames plus the labels/targets a named source carries."""
-    from ..datasets import load_clip
+    """A :class:`evhw.data.Clip`: frames plus the labels/targets a named source carries."""
+    from ..data import load_clip
     return load_clip(source, input_shape=tuple(input_shape), frames=frames)
 
 

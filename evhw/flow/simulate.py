@@ -14,32 +14,29 @@ from ..errors import ConfigError, EvhwError
 from ..golden import Policy
 from .network import apply_thresholds, clip_for
 
-#: Policies the generated array runs.
-HW_POLICIES = ("evnet", "skipconv", "dense")
-
 
 def simulate_build(build, *, video=None, n_frames=4, simulator="verilator", policy="evnet", threshold=None,
                    reset_every=None, seed=0, stall=0.0, waves=False, status=None) -> dict:
     """Run ``n_frames`` of ``video`` (default: the model's default video) through BUILD/ in cocotb and
     compare every frame with the golden model. ``status(message)`` may return a context manager that is
     held while the simulator runs. Returns the dict behind ``evhw sim --json``."""
-    from ..evnet_file import load
-    bdir = Path(build)
-    for f in ("manifest.json", "net.evnet"):
-        if not (bdir / f).exists():
-            raise EvhwError(f"{bdir / f} is missing: run `evhw generate NET -o {build}` first")
-    if n_frames < 1:
-        raise ConfigError(f"--frames must be >= 1, not {n_frames}")
-    q, _ = load(bdir / "net.evnet")
-    th = apply_thresholds(q, threshold)
-    Policy(policy, reset_every=reset_every)          # validates --reset-every
-    source = video or zoo.default_video(q.meta.get("model"))
-    clip = clip_for(source, q.input.shape, n_frames)
     try:
+        from rtl_gen.builddir import BuildDir
         from sim.runner import SimError
         from sim.session import simulate
     except ImportError as e:
         raise EvhwError(f"cocotb is not installed ({e}): pip install -e '.[sim]'") from None
+    bdir = Path(build)
+    if n_frames < 1:
+        raise ConfigError(f"--frames must be >= 1, not {n_frames}")
+    if reset_every is not None and (reset_every < 1 or policy != "skipconv"):
+        raise ConfigError(f"--reset-every needs --policy skipconv and a period >= 1, not {reset_every} "
+                          f"with {policy}")
+    Policy(policy, reset_every=reset_every)
+    q, _ = BuildDir.open(bdir).load_net()          # verified: hashes, typed manifest
+    th = apply_thresholds(q, threshold)
+    source = video or zoo.default_video(q.meta.get("model"))
+    clip = clip_for(source, q.input.shape, n_frames)
     with (status or (lambda msg: nullcontext()))(f"simulating {len(clip)} frames on {simulator}"):
         try:
             res = simulate(bdir, q, clip.frames, policy=policy, thresholds=th, reset_every=reset_every,

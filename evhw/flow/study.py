@@ -225,6 +225,11 @@ def run_study(cfg: StudyConfig, out_dir, *, progress=None, log=print) -> dict:
     return res
 
 
+def read_summary(out_dir) -> dict:
+    """``summary.json`` of a report folder written by :func:`run_study`."""
+    return json.loads((Path(out_dir) / "summary.json").read_text())
+
+
 def _per_frame(points, h):
     return next((p["metric_per_frame"] for p in points if p["threshold"] == h and "error" not in p), None)
 

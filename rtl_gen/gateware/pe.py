@@ -9,6 +9,7 @@ from amaranth.lib.memory import Memory, MemoryData          # after the star imp
 from amaranth.lib.wiring import In, Out
 
 from ..layouts import gate_state_layout, param_layout, pe_event_layout, syn_event_layout, touch_layout
+from ..limits import MULT_WIDTH
 from ..plan import HwPlan
 
 __all__ = ["PE", "SYN_DEPTH"]
@@ -438,18 +439,18 @@ class PE(wiring.Component):
         gm = stage("gm", None, **{k: (gx_[k], gx_[k]) for k in pipe}, x=(x_, x_),
                    mult=(p_r.data.mult, p_r.data.mult), shift=(p_r.data.shift, p_r.data.shift),
                    h=(th_r.data, th_r.data), hn=(hneg, hneg))
-        # GM: product and rounding constant
-        prod = Signal(signed(xw + 17))
-        rnd = Signal(xw + 17)
-        m.d.comb += [prod.eq(gm["x"] * gm["mult"]), rnd.eq((Const(1, xw + 17) << gm["shift"]) >> 1)]
+        # GM: product and rounding constant (x times the multiplier register, plus a carry bit)
+        prod = Signal(signed(xw + MULT_WIDTH + 1))
+        rnd = Signal(xw + MULT_WIDTH + 1)
+        m.d.comb += [prod.eq(gm["x"] * gm["mult"]), rnd.eq((Const(1, xw + MULT_WIDTH + 1) << gm["shift"]) >> 1)]
         gs = stage("gs", None, **{k: (gm[k], gm[k]) for k in pipe + ("x", "shift", "h", "hn")},
                    prod=(prod, prod), rnd=(rnd, rnd))
         # GS: rounding shift
-        rq = Signal(signed(xw + 17))
+        rq = Signal(signed(xw + MULT_WIDTH + 1))
         m.d.comb += rq.eq((gs["prod"] + gs["rnd"]) >> gs["shift"])
         gf = stage("gf", None, **{k: (gs[k], gs[k]) for k in pipe + ("x", "h", "hn")}, rq=(rq, rq))
         # GF: activation (per layer)
-        act = Signal(signed(xw + 17))
+        act = Signal(signed(xw + MULT_WIDTH + 1))
         r_ = gf["rq"]
         with m.Switch(layer):
             for l in p.layers:

@@ -2,14 +2,13 @@
 
 Runs inside the simulator (started by :func:`sim.runner.run_cocotb`). Inputs, by environment:
 
-* ``EVHW_JOB``: a JSON file ``{"build", "net", "frames", "policy", "reset_every", "thresholds",
-  "seed", "idle", "stall", "assert", "corrupt", "keep"}``: the build folder (``manifest.json``), the
-  ``.evnet`` network, a ``.npy`` of uint8 frames, the policy, the integer thresholds
-  ``{gate: [H per channel]}``, the random seed, the pixel-idle and output-stall probabilities,
-  whether a mismatch fails the cocotb test, an optional deliberate corruption of one expected
-  value (negative tests), and how many mismatches to keep;
-* ``EVHW_RESULTS``: where to write the results JSON (after every frame, so a timeout leaves the
-  frames done so far);
+* ``EVHW_JOB``: a :class:`sim.job.SimJob` file: the build folder (opened through
+  :class:`rtl_gen.builddir.BuildDir`: manifest and ``net.evnet``), a ``.npy`` of uint8 frames, the
+  policy, the integer thresholds ``{gate: [H per channel]}``, the random seed, the pixel-idle and
+  output-stall probabilities, whether a mismatch fails the cocotb test, optional deliberate
+  corruptions of expected values (negative tests), how many mismatches to keep, the run id and
+  the results file (written once at the end, :func:`sim.job.write_results`; a timeout or an
+  assertion still writes the frames done so far, with ``error``);
 * ``EVHW_TIMEOUT_MS``: the simulated-time limit of the test.
 
 Per frame: pulse ``start`` (with ``start_flush`` / ``start_memloss``) while ``busy`` is low, drive
@@ -19,11 +18,10 @@ the pixels with random idle cycles, collect every output with random backpressur
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import os
 import random
-from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -31,8 +29,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
-from evhw.evnet_file import load
 from evhw.golden import Policy
+from rtl_gen.builddir import BuildDir
+from sim.job import SimJob, write_results
 from sim.scoreboard import Scoreboard, expected_frames
 from sim.streams import StreamSink, StreamSource
 
@@ -41,23 +40,14 @@ TIMEOUT_MS = float(os.environ.get("EVHW_TIMEOUT_MS", "20"))
 TIMEOUT_US = max(1, math.ceil(TIMEOUT_MS * 1000))     # an integer: cocotb refuses times finer than the precision
 
 
-def gate_list(manifest):
-    """The manifest's gates as ``[{name, channels, cfg_base}]`` (it may hold a list or a dict by name)."""
-    gates = manifest.get("gates", [])
-    if isinstance(gates, dict):
-        return [{"name": k, **v} for k, v in gates.items()]
-    return list(gates)
-
-
 class TB:
     def __init__(self, dut, manifest, *, seed=0, idle=0.0, stall=0.0):
         self.dut, self.m = dut, manifest
-        self.stat_latency = int(manifest.get("stat_latency", 1))
+        self.stat_latency = manifest.stat_latency
         self.where = "reset"
-        out = manifest.get("output", {})
         self.pix = StreamSource(dut, "pix", idle=idle, rng=random.Random(2 * seed + 1))
         self.out = StreamSink(dut, "out", stall=stall, rng=random.Random(2 * seed + 2),
-                              signed=bool(out.get("signed", True)))
+                              signed=manifest.output.signed)
         for name in ("start", "start_flush", "start_memloss", "cfg_we", "cfg_addr", "cfg_data", "stat_addr"):
             getattr(dut, name).value = 0
         Clock(dut.clk, CLOCK_NS, unit="ns").start()
@@ -87,10 +77,10 @@ class TB:
 
     async def write_thresholds(self, thresholds):
         """``{gate: per-channel ints}`` at ``cfg_base + channel`` of the manifest's gates."""
-        for g in gate_list(self.m):
-            h = np.broadcast_to(np.asarray(thresholds[g["name"]], dtype=np.int64), (int(g["channels"]),))
+        for name, g in self.m.gates.items():
+            h = np.broadcast_to(np.asarray(thresholds[name], dtype=np.int64), (g.channels,))
             for c, v in enumerate(h):
-                await self.write_cfg(int(g["cfg_base"]) + c, int(v))
+                await self.write_cfg(g.cfg_base + c, int(v))
         await RisingEdge(self.dut.clk)
 
     async def read_stat(self, addr):
@@ -101,10 +91,10 @@ class TB:
 
     async def read_stats(self, spec=None):
         """Every counter of the manifest's ``stats`` map, same structure (ints read from ``stat_data``)."""
-        spec = self.m.get("stats", {}) if spec is None else spec
+        spec = dataclasses.asdict(self.m.stats) if spec is None else spec
         if isinstance(spec, dict):
             return {k: await self.read_stats(v) for k, v in spec.items()}
-        if isinstance(spec, list):
+        if isinstance(spec, (list, tuple)):
             return [await self.read_stats(v) for v in spec]
         return await self.read_stat(spec)
 
@@ -147,37 +137,29 @@ class TB:
         return values, lasts, round((t1 - t0) / CLOCK_NS), problems
 
 
-def _write(path, obj):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)
-
-
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
 async def frames_match_golden(dut):
-    job = json.loads(Path(os.environ["EVHW_JOB"]).read_text())
-    results_path = os.environ["EVHW_RESULTS"]
-    build = Path(job.get("build") or os.environ["EVHW_BUILD"])
-    manifest = json.loads((build / "manifest.json").read_text())
-    q, _ = load(job.get("net") or build / "net.evnet")
-    frames = np.load(job["frames"])
-    policy = Policy(job.get("policy", "evnet"), reset_every=job.get("reset_every"))
-    thresholds = {k: np.asarray(v, dtype=np.int64) for k, v in job["thresholds"].items()}
-    sequences = int(job.get("sequences", 1))       # > 1: rst between repeats (memories survive rst)
+    job = SimJob.load(os.environ["EVHW_JOB"])
+    build = BuildDir.open(job.build)
+    manifest = build.manifest
+    q, _ = build.load_net()
+    frames = np.load(job.frames)
+    policy = Policy(job.policy, reset_every=job.reset_every)
+    thresholds = {k: np.asarray(v, dtype=np.int64) for k, v in job.thresholds.items()}
+    sequences = job.sequences                      # > 1: rst between repeats (memories survive rst)
     expected = []
     for k in range(sequences):
         for e in expected_frames(q, frames, policy, thresholds):
             e.index = k * len(frames) + e.index
             expected.append(e)
-    sb = Scoreboard(expected, keep=int(job.get("keep", 20)))
-    for c in job.get("corrupt") or []:
-        sb.corrupt(**c)
+    sb = Scoreboard(expected, keep=job.keep)
+    for c in job.corrupt:
+        sb.corrupt(**dataclasses.asdict(c))
     zero = {k: np.zeros_like(v) for k, v in thresholds.items()}
 
     res = {"frames": [], "mismatches": sb.mismatches, "mismatch_counts": sb.counts, "bit_exact": False,
-           "counters_match": False, "error": None, "pes": manifest.get("pes"), "n_frames": len(expected)}
-    tb = TB(dut, manifest, seed=int(job.get("seed", 0)), idle=float(job.get("idle", 0.0)),
-            stall=float(job.get("stall", 0.0)))
+           "counters_match": False, "error": None, "pes": manifest.pes, "n_frames": len(expected)}
+    tb = TB(dut, manifest, seed=job.seed, idle=job.idle, stall=job.stall)
     try:
         for t, e in enumerate(sb.expected):
             f = frames[t % len(frames)]
@@ -206,7 +188,6 @@ async def frames_match_golden(dut):
                                   "mismatches": len(new)})
             res["bit_exact"], res["counters_match"] = sb.bit_exact, sb.counters_match
             res["sim_ns"] = get_sim_time("ns")
-            _write(results_path, res)
             if problems:
                 break                           # the DUT's state is unknown: stop here
     except BaseException as exc:               # timeout, assertion: keep the frames done so far
@@ -217,9 +198,9 @@ async def frames_match_golden(dut):
         res["error"] += (f" (during {tb.where}; pixels accepted {tb.pix.sent}, outputs received "
                          f"{tb.out.received}, busy={tb.dut.busy.value})")
         res["bit_exact"] = False
-        _write(results_path, res)
+        write_results(job.results, job.run_id, res)
         raise
-    _write(results_path, res)
-    if job.get("assert", True):
+    write_results(job.results, job.run_id, res)
+    if job.assert_exact:
         assert sb.bit_exact, f"not bit-exact: {sb.mismatches[:5]}"
         assert sb.counters_match, f"counters differ: {sb.mismatches[:5]}"

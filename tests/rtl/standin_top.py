@@ -11,7 +11,6 @@ faults so tests can show that the harness catches them.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 from amaranth import *
@@ -189,23 +188,39 @@ class StandinTop(wiring.Component):
         return m
 
 
-def generate_standin(q, *, out_dir, bug=None):
-    """Write ``evhw_top.v`` and ``manifest.json`` (the layout ``evhw sim`` expects) for ``q``."""
-    from amaranth.back import verilog
-    top = StandinTop(q, bug=bug)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "evhw_top.v").write_text(verilog.convert(top, name="evhw_top", emit_src=False))
+def standin_manifest(q, top):
+    """The :class:`rtl_gen.manifest.Manifest` of the stand-in (its own ports, one PE, its stat map)."""
+    from rtl_gen.export import port_list
+    from rtl_gen.manifest import MANIFEST_VERSION, Manifest
     layer = q.layers()[0]
     stats = json.loads(json.dumps(STAT_MAP))
     stats["updates"] = {layer.name: 3}
-    manifest = {
-        "top": "evhw_top", "verilog": ["evhw_top.v"], "pes": 1, "stand_in": True,
-        "input": {"name": "input", "shape": list(q.input.shape), "width": 8},
-        "output": {"name": q.output, "shape": list(layer.out.shape), "width": top.out_w, "signed": True},
-        "gates": [{"name": "input", "channels": top.n_ch, "cfg_base": 0}],
-        "cfg": {"addr_width": 16, "data_width": 16},
-        "stat_width": 32, "stat_latency": 0, "stats": stats,
-    }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    shape = list(layer.out.shape)
+    return Manifest.from_dict({
+        "version": MANIFEST_VERSION, "top": "evhw_top", "network": q.name, "pes": 1,
+        "ports": {n: vars(p) for n, p in port_list(top).items()},
+        "input": {"shape": list(q.input.shape), "value_bits": 8, "signed": False, "pixels": top.n_pix},
+        "output": {"layer": layer.name, "shape": shape, "value_bits": top.out_w, "signed": True,
+                   "count": int(np.prod(shape))},
+        "widths": {"acc": top.acc_w, "weight": top.w_w, "delta": 11, "value": top.out_w, "threshold": top.th_w,
+                   "stat": 32},
+        "gates": {"input": {"cfg_base": 0, "channels": top.n_ch}}, "cfg_words": top.n_ch, "stat_latency": 0,
+        "stats": stats,
+        "layers": [{"name": layer.name, "terms": ["linear"], "acc_shape": list(layer.acc_shape), "gate_shape": shape,
+                    "pool": [], "gated": False, "readout": True, "acc_bits": int(layer.acc_bits)}],
+        "mapping": {"rule": "one PE", "layers": {}},
+        "memory_bits": {"pe": [{}], "shared": {}, "total": 0}, "memory_images": {},
+    }, source="the stand-in manifest")
+
+
+def generate_standin(q, graph=None, *, out_dir, bug=None):
+    """Write the stand-in as a build folder (``evhw_top.v``, ``manifest.json``, ``net.evnet``: the
+    layout ``evhw sim`` expects) for ``q``."""
+    from amaranth.back import verilog
+
+    from rtl_gen.builddir import BuildDir
+    top = StandinTop(q, bug=bug)
+    manifest = standin_manifest(q, top)
+    BuildDir.write(out_dir, verilog=verilog.convert(top, name="evhw_top", emit_src=False), manifest=manifest,
+                   images={}, qnet=q, graph=graph)
     return manifest

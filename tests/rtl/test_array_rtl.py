@@ -39,8 +39,7 @@ def designs(tmp_path_factory):
             from rtl_gen.export import generate
             q, g = NETS[net]()
             path = tmp_path_factory.mktemp(f"{net}-p{pes}")
-            generate(q, pes=pes, out_dir=path)
-            save(path / "net.evnet", q, g)
+            generate(q, pes=pes, out_dir=path, graph=g)
             cache[net, pes] = path, q
         return cache[net, pes]
     return get
@@ -192,8 +191,7 @@ def test_array_long_sequence_p4(tmp_path, require_simulator, simulator):
     source = "opencv:vtest?frames=16&step=4"
     q, g = tiny_cnn(size=32, threshold=0.03, source=source)
     frames = clip((1, 32, 32), source)
-    generate(q, pes=4, out_dir=tmp_path)
-    save(tmp_path / "net.evnet", q, g)
+    generate(q, pes=4, out_dir=tmp_path, graph=g)
     for policy, reset_every in (("evnet", None), ("skipconv", 5)):
         res = simulate(tmp_path, q, frames, policy=policy, reset_every=reset_every, simulator=simulator, seed=9,
                        stall=0.5, run_dir=tmp_path / f"run-{policy}")

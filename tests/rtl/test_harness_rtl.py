@@ -8,7 +8,6 @@ expectation and on a hung design (the checker must be able to fail).
 import numpy as np
 import pytest
 
-from evhw.evnet_file import save
 from evhw.golden import EventModel, Policy, dense_forward
 from sim.scoreboard import Scoreboard, expected_frames
 from sim.session import simulate
@@ -34,8 +33,7 @@ def crafted_frames(h):
 
 def make_build(path, bug=None):
     q, g = tiny_linear()
-    generate_standin(q, out_dir=path, bug=bug)
-    save(path / "net.evnet", q, g)
+    generate_standin(q, g, out_dir=path, bug=bug)
     return q
 
 

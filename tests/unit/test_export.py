@@ -17,8 +17,8 @@ def test_generate(tmp_path):
     header = text[text.index("module evhw_top"):text.index(");")]
     for port in PORTS:
         assert port in header, port
-        assert port in man["ports"]
-    assert man["ports"]["out__payload"]["width"] == man["output"]["value_bits"]
+        assert port in man.ports
+    assert man.ports["out__payload"].width == man.output.value_bits
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
     assert on_disk["top"] == "evhw_top" and on_disk["pes"] == 2
     assert set(on_disk["stats"]) == {"cycles", "syn_cycles", "events", "evaluated", "updates", "pe_busy"}

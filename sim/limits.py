@@ -1,0 +1,6 @@
+"""Choices and limits of the simulation, cheap to import (no cocotb): the CLI reads them."""
+
+#: Simulators the cocotb runner drives.
+SIMULATORS = ("verilator", "icarus")
+#: Largest pixel-idle / output-stall probability (a run must still finish).
+MAX_STALL = 0.95
