@@ -13,14 +13,15 @@ import numpy as np
 from .errors import AccumulatorWidthError, ConfigError, QuantizationError, ShapeError, UnsupportedOpError
 from .floatmodel import run_float
 from .ir import ACT_OF_OP, HOST_OPS, VALUE_OPS, Graph, pads4, pair, pool_window
-from .qnet import MULT_BITS, QLayer, QNet, QTensor, QView, Term
+from .qnet import MAX_ACC_BITS, MULT_BITS, QLayer, QNet, QTensor, QView, Term, acc_bits_needed, accumulator_bound
 
 LINEAR_OPS = ("conv", "linear", "avgpool", "globalavgpool", "add", "affine")
 VIEW_OPS = ("flatten", "concat", "upsample")
 ADD_FRAC_BITS = 10      # add: operand multipliers are integers with 10 fractional bits of precision
+WEIGHT_BITS = (2, 16)   # supported weight widths (inclusive)
+ACT_BITS = (2, 16)      # supported activation widths (inclusive)
 LEAKY_SHIFT = 7         # LeakyReLU slope = num / 2**7 (0.1 -> 13/128)
 PRELU_SHIFT = 10        # PReLU slopes = num_c / 2**10, |num_c| < 2**15
-MAX_ACC_BITS = 48       # (a + bias) * M must fit int64; float64 kernels need < 2**53
 
 
 def _drop(g: Graph, node, into):
@@ -172,11 +173,22 @@ def _qrange(bits, signed):
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
+def _numbers(v):
+    """Numbers for a message: ``0.5`` or ``0.1,0.2`` (never a NumPy repr such as ``np.float64(0.5)``)."""
+    if v is None:
+        return "none"
+    try:
+        a = np.asarray(v, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return str(v)
+    return ",".join(f"{x:g}" for x in a)
+
+
 def requant_params(ratio):
     """Integer (M, S) with M / 2**S ~= ratio, M in [2**14, 2**15). Rounding: see requantize()."""
     ratio = np.asarray(ratio, dtype=np.float64)
     if np.any(ratio <= 0) or np.any(~np.isfinite(ratio)):
-        raise QuantizationError(f"requantization ratio must be positive and finite, not {ratio!r}")
+        raise QuantizationError(f"requantization ratio must be positive and finite, not {_numbers(ratio)}")
     e = np.floor(np.log2(ratio)).astype(np.int64)
     shift = (MULT_BITS - 1) - e
     mult = np.rint(ratio * np.exp2(shift.astype(np.float64))).astype(np.int64)
@@ -191,21 +203,25 @@ def requant_params(ratio):
 def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=None,
             input_mean=None, input_std=None, threshold=0.0, input_threshold=None, bn_scale=False) -> QNet:
     """Quantize and convert ``graph``, calibrating on ``calib_frames`` (N x input shape, raw pixels)."""
-    if not 2 <= int(weight_bits) <= 16:
-        raise ConfigError(f"weight bits must be 2..16, not {weight_bits!r}")
-    if not 2 <= int(act_bits) <= 16:
-        raise ConfigError(f"activation bits must be 2..16, not {act_bits!r}")
+    if not WEIGHT_BITS[0] <= int(weight_bits) <= WEIGHT_BITS[1]:
+        raise ConfigError(f"weight bits (--weight-bits) must be {WEIGHT_BITS[0]}..{WEIGHT_BITS[1]}, not {weight_bits}")
+    if not ACT_BITS[0] <= int(act_bits) <= ACT_BITS[1]:
+        raise ConfigError(f"activation bits (--act-bits) must be {ACT_BITS[0]}..{ACT_BITS[1]}, not {act_bits}")
+    if acc_bits is not None and not 2 <= int(acc_bits) <= MAX_ACC_BITS:
+        raise ConfigError(f"accumulator bits (--acc-bits) must be 2..{MAX_ACC_BITS}, not {acc_bits}")
     g = graph.copy()
     if input_mean is not None or input_std is not None:
         c = g.input.attrs["shape"][0]
         try:
             mean = np.broadcast_to(np.asarray(input_mean if input_mean is not None else 0.0, float), (c,))
             std = np.broadcast_to(np.asarray(input_std if input_std is not None else 1.0, float), (c,))
-        except ValueError:
-            raise ConfigError(f"--input-mean/--input-std need 1 or {c} values (one per input channel), "
-                              f"not {input_mean!r} / {input_std!r}") from None
-        if np.any(std <= 0):
-            raise ConfigError(f"--input-std must be positive, not {tuple(std)}")
+        except (ValueError, TypeError):
+            need = "1 value" if c == 1 else f"1 or {c} values (one per input channel)"
+            raise ConfigError(f"--input-mean/--input-std need {need}, not {_numbers(input_mean)} / "
+                              f"{_numbers(input_std)}") from None
+        if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)) or np.any(std <= 0):
+            raise ConfigError(f"--input-mean must be finite and --input-std positive and finite, not "
+                              f"{_numbers(mean)} / {_numbers(std)}")
         g.input_mean, g.input_std = tuple(mean.tolist()), tuple(std.tolist())
     g = fold_batchnorm(g.infer_shapes())
     in_shape = g.input.attrs["shape"]
@@ -379,30 +395,16 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
             act_lo = int(max(np.rint(lo_f / out_scale[0]), qlo)) if np.isfinite(lo_f) else None
             act_hi = int(min(np.rint(hi_f / out_scale[0]), qhi)) if np.isfinite(hi_f) else None
 
-        # Accumulator bound: |a| <= sum |w| * R, R = max|value| + largest threshold (= span).
-        bound = np.zeros(acc_shape[0], dtype=object)
-        for t in terms:
-            s = tensors[t.src]
-            r = max(abs(s.lo), abs(s.hi)) + s.span
-            if t.kind == "conv":
-                bound = bound + np.abs(t.weight).reshape(t.weight.shape[0], -1).sum(axis=1).astype(object) * r
-            elif t.kind == "linear":
-                bound = bound + np.abs(t.weight).sum(axis=1).astype(object) * r
-            elif t.kind == "sumpool":
-                k = t.attrs["kernel"]
-                bound = bound + k[0] * k[1] * r
-            else:
-                bound = bound + np.abs(t.weight).astype(object) * r
-        acc_bound = int(max(bound)) if len(bound) else 0
-        need = acc_bound.bit_length() + 1
+        acc_bound = accumulator_bound(terms, tensors)     # |a| <= sum |w| * (max|value| + span)
+        need = acc_bits_needed(acc_bound)
         if need > MAX_ACC_BITS:
             raise QuantizationError(f"layer {name!r} needs a {need}-bit accumulator; evhw supports at most "
                                     f"{MAX_ACC_BITS}; use fewer weight/activation bits")
         if acc_bits is not None:
             if int(acc_bits) < need:
                 raise AccumulatorWidthError(
-                    f"accumulator width {acc_bits} is too narrow for layer {name!r}: it needs at least {need} "
-                    f"bits (|a| can reach {acc_bound})")
+                    f"accumulator width (--acc-bits) {acc_bits} is too narrow for layer {name!r}: it needs at "
+                    f"least {need} bits (|a| can reach {acc_bound})")
             width = int(acc_bits)
         else:
             width = need
@@ -437,35 +439,67 @@ def convert(graph: Graph, calib_frames, *, weight_bits=8, act_bits=8, acc_bits=N
     return q
 
 
-def set_thresholds(q: QNet, h, *, input_threshold=None, bn_scale=False):
-    """Map a global float threshold ``h`` (activation units) to integer per-channel thresholds.
+def gate_threshold(h, scale):
+    """Integer gate thresholds ``H`` such that ``|d| > H`` fires exactly when the float gate would.
 
-    ``H_c = round(h * adj_c / scale_c)``, ``adj_c = |gamma_c|`` with ``bn_scale`` (as the EvNet code),
-    else 1. The input gate uses ``input_threshold`` (pixel/255 units; default ``h``).
+    The float gate fires when ``|d| * scale > h``, evaluated in float64 (``d`` an integer change, ``scale``
+    what one integer step means, ``h >= 0`` the threshold in the same float units). Float multiplication
+    by a positive ``scale`` is monotone in ``|d|``, so the firing changes are exactly ``|d| > H`` with
+    ``H`` the largest integer ``n >= 0`` with ``n * scale <= h`` (float64): ``floor(h / scale)``,
+    corrected by whole steps where the division or the product rounds across the boundary (exact
+    multiples such as ``h = 10 * scale``). Element-wise over broadcast ``h`` and ``scale``.
+    """
+    h, s = np.broadcast_arrays(np.asarray(h, np.float64), np.asarray(scale, np.float64))
+    if np.any(~(s > 0)) or np.any(~np.isfinite(s)):
+        raise ConfigError(f"gate scales must be positive and finite, not {s.min()}..{s.max()}")
+    if np.any(~(h >= 0)) or np.any(~np.isfinite(h)):
+        raise ConfigError(f"thresholds must be finite and >= 0, not {h.min()}..{h.max()}")
+    with np.errstate(over="ignore"):
+        n = np.minimum(np.floor(h / s), float(_H_CAP))    # beyond 2**53 nothing is exact (and H > span anyway)
+    for _ in range(8):                                      # floor(h/s) is off by at most one or two steps
+        up = ((n + 1) * s <= h) & (n < _H_CAP)
+        down = (n * s > h) & (n > 0)
+        if not (up.any() or down.any()):
+            return n.astype(np.int64)
+        n = n + up - down
+    raise AssertionError("gate_threshold did not converge")     # unreachable: the loop moves n towards H
+
+
+_H_CAP = 1 << 52
+
+
+def set_thresholds(q: QNet, h, *, input_threshold=None, bn_scale=False):
+    """Map a global float threshold ``h`` to integer per-channel thresholds (:func:`gate_threshold`).
+
+    Gate ``g``, channel ``c``: ``H = gate_threshold(h * adj_c, scale_c)`` with ``scale_c`` the gated
+    tensor's scale and ``adj_c = |gamma_c|`` of the folded BatchNorm with ``bn_scale`` (as the EvNet TF
+    code), else 1. The input gate uses ``input_threshold`` (default ``h``) in units of the network's input
+    (pixel/255, or the normalized input with a folded normalization: then per channel) and no ``adj``.
     Stores and returns ``{gate name: int64 array}``.
     """
     h = float(h)
     hin = h if input_threshold is None else float(input_threshold)
-    if h < 0 or hin < 0 or not np.isfinite(h) or not np.isfinite(hin):
-        raise ConfigError(f"thresholds must be finite and >= 0, not h={h!r}, input={hin!r}")
+    for what, v in (("threshold", h), ("input threshold", hin)):
+        if not (np.isfinite(v) and v >= 0):
+            raise ConfigError(f"the {what} must be finite and >= 0, not {v}")
     th = {}
     tin = q.input
-    th["input"] = _check(np.full(tin.channels, int(np.rint(hin * 255))), tin, "input")
+    th["input"] = _check(gate_threshold(hin, np.broadcast_to(tin.scale, (tin.channels,))), tin, "input", hin)
     for s in q.layers():
         if not s.gated:
             continue
         adj = s.bn_gamma if (bn_scale and s.bn_gamma is not None) else 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            hc = np.rint(h * np.broadcast_to(adj, s.out.scale.shape) / s.out.scale)
-        th[s.name] = _check(hc, s.out, s.name)
+        hc = h * np.broadcast_to(np.asarray(adj, np.float64), s.out.scale.shape)
+        th[s.name] = _check(gate_threshold(hc, s.out.scale), s.out, s.name, h)
     q.thresholds = th
     q.default_threshold, q.default_input_threshold, q.bn_scale = h, input_threshold, bool(bn_scale)
     return th
 
 
-def _check(hc, t: QTensor, name):
+def _check(hc, t: QTensor, name, h):
     hc = np.asarray(hc)
     if np.any(hc > t.span):
-        raise ConfigError(f"threshold for gate {name!r} maps to {int(hc.max())}, above the largest the "
-                          f"accumulator bound allows ({t.span}); use a smaller threshold")
+        what = "input threshold" if name == "input" else "threshold"
+        raise ConfigError(f"the {what} {h:g} maps to {int(hc.max())} at gate {name!r}, above the largest the "
+                          f"accumulator bound allows ({t.span}); use a smaller {what}")
     return hc.astype(np.int64)

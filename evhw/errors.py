@@ -31,3 +31,7 @@ class ModelFileError(EvhwError):
 
 class ConfigError(EvhwError):
     """An option or policy setting is invalid."""
+
+
+class NetworkSpecError(EvhwError):
+    """A converted network's fields contradict each other (names the layer and the field)."""

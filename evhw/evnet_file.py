@@ -44,8 +44,10 @@ lacks them and loads with their defaults; a version-2 file must have every field
 
 Any other JSON object is a plain dict with string keys. Loading never unpickles anything
 (``np.load(..., allow_pickle=False)``); every problem with a file -- missing, not an evnet file,
-a newer format version, truncated, checksum mismatch, malformed header or missing arrays --
-raises :class:`evhw.errors.ModelFileError` naming the file and the problem.
+a newer format version, truncated, checksum mismatch, malformed header or missing arrays, or a
+network whose fields contradict each other (:func:`evhw.qnet.validate`: shapes, activations,
+accumulator widths against the proven bound, thresholds) -- raises
+:class:`evhw.errors.ModelFileError` naming the file and the problem (and the layer and field).
 """
 from __future__ import annotations
 
@@ -63,9 +65,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import EvhwError, ModelFileError
+from .errors import EvhwError, ModelFileError, NetworkSpecError
 from .ir import HOST_OPS, Graph, Node
-from .qnet import QLayer, QNet, QTensor, QView, Term
+from .qnet import QLayer, QNet, QTensor, QView, Term, validate
 
 MAGIC = b"EVNET\x00\r\n"
 VERSION = 2
@@ -162,16 +164,19 @@ def dumps(qnet: QNet, graph: Graph | None = None) -> bytes:
     return _PREFIX.pack(MAGIC, VERSION, len(payload), hashlib.sha256(payload).digest()) + payload
 
 
-def save(path, qnet: QNet, graph: Graph | None = None) -> None:
-    """Write ``qnet`` (and optionally the float ``graph``) to ``path`` (atomically: temp file + rename).
+def save(path, qnet: QNet, graph: Graph | None = None, *, inputs=()) -> None:
+    """Write ``qnet`` (and optionally the float ``graph``) to ``path`` (atomically: temp file + rename,
+    so a failed save leaves an existing file untouched).
 
-    The graph is stored exactly as given. Note that :func:`evhw.convert.convert` records an input
-    normalization passed as an argument on its own copy of the graph (and in ``qnet.input_mean`` /
-    ``qnet.input_std``), not on the caller's graph.
+    ``inputs``: files this network was made from (model, calibration frames); writing over one of
+    them (the same path, a symlink or a hard link to it) is refused. The graph is stored exactly as
+    given. Note that :func:`evhw.convert.convert` records an input normalization passed as an argument
+    on its own copy of the graph (and in ``qnet.input_mean`` / ``qnet.input_std``), not on the caller's graph.
     """
-    data = dumps(qnet, graph)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    check_output(path, inputs)
+    data = dumps(qnet, graph)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -182,6 +187,28 @@ def save(path, qnet: QNet, graph: Graph | None = None) -> None:
         except OSError:
             pass
         raise ModelFileError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def check_output(path, inputs=()) -> None:
+    """Refuse an output path that cannot take a new file, or that is one of ``inputs`` (ModelFileError)."""
+    path = Path(path)
+    for src in inputs:
+        if src is not None and _same_file(path, Path(src)):
+            raise ModelFileError(f"{path}: refusing to overwrite the input file {src}; choose another output path")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory; give a file name such as {path / 'net.evnet'}")
+    if not path.parent.is_dir():
+        what = "is not a directory" if path.parent.exists() else "does not exist"
+        raise ModelFileError(f"{path}: cannot write: the folder {path.parent} {what}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if not b.exists():
+            return False            # not a file (a source or model name): nothing to destroy
+        return a.resolve() == b.resolve() or (a.exists() and os.path.samefile(a, b))
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -380,6 +407,9 @@ def loads(data: bytes, *, source: str = "<bytes>"):
                 q = dec.value(header["qnet"])
                 g = dec.value(header["graph"]) if header["graph"] is not None else None
                 _check_types(q, g)
+                validate(q)
+            except NetworkSpecError as e:
+                raise fail(f"invalid network: {e}") from None
             except _Malformed as e:
                 raise fail(f"malformed header: {e}") from None
             except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as e:

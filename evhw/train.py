@@ -197,9 +197,11 @@ def train(name, *, steps=None, seed=0, out=None, progress=None, log=print) -> di
     Returns ``{"model", "steps", "seconds", "loss", "metric", "unit", "weights"}``; the metric is the
     float model's on the model's default evaluation sequence.
     """
-    torch = _torch()
     if name not in RECIPES:
         raise EvhwError(f"{name!r} is not a trainable bundled model; trainable: {', '.join(RECIPES)}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise EvhwError(f"--steps must be a positive number of optimizer steps, not {steps}")
+    torch = _torch()
     n_steps, batch, lr, loss_kind = RECIPES[name]
     n_steps = n_steps if steps is None else int(steps)
     torch.manual_seed(seed)

@@ -87,7 +87,7 @@ def test_eval_table_output(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["eval", "no-such-model"], "unknown model 'no-such-model'"),
-    (["eval", "rand-mlp", "--policy", "evnet", "--threshold", "1e9"], "threshold for gate"),
+    (["eval", "rand-mlp", "--policy", "evnet", "--threshold", "1e9"], "above the largest the accumulator bound allows"),
     (["eval", "rand-mlp", "--granularity", "stripes"], "granularity must be"),
 ])
 def test_errors_are_one_line(capsys, args, message):

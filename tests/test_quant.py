@@ -98,7 +98,7 @@ def test_forced_narrow_accumulator_is_refused_with_bound():
 def test_threshold_above_accumulator_headroom_is_refused():
     g = random_mlp(1)
     q = convert(g, random_video(1, (16,), frames=2))
-    with pytest.raises(ConfigError, match="threshold for gate"):
+    with pytest.raises(ConfigError, match="above the largest the accumulator bound allows"):
         set_thresholds(q, 1e6)
     with pytest.raises(ConfigError, match="weight bits"):
         convert(g, random_video(1, (16,), frames=2), weight_bits=1)

@@ -56,11 +56,22 @@ def main(argv=None):
     try:
         cli.main(args=argv, prog_name="evhw", standalone_mode=False)
     except EvhwError as e:
-        err.print(f"[bold red]evhw: error:[/] {e}", highlight=False)
+        _error(str(e))
         sys.exit(2)
     except click.exceptions.Abort:
         err.print("aborted")
         sys.exit(130)
     except click.ClickException as e:
-        e.show()
+        # one line, like every other error: the problem (click names the flag), then where to get help
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if isinstance(e, click.UsageError) and ctx else ""
+        _error(e.format_message() + hint)
         sys.exit(e.exit_code)
+
+
+def _error(message):
+    from rich.markup import escape
+
+    from .console import err
+    one_line = str(message).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    err.print(f"[bold red]evhw: error:[/] {escape(one_line)}", highlight=False)

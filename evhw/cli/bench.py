@@ -8,8 +8,9 @@ from rich.table import Table
 
 from sim.limits import SIMULATORS
 
+from ..data.clip import MAX_FRAMES
 from ..flow.network import DEFAULT_THRESHOLD
-from .console import err, out
+from .console import THRESHOLD, err, out
 
 
 @click.group()
@@ -20,8 +21,8 @@ def bench():
 @bench.command()
 @click.option("--model", default="rand-cnn64", show_default=True)
 @click.option("--video", default="synthetic:shapes", show_default=True)
-@click.option("--frames", "n_frames", default=32, show_default=True)
-@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True)
+@click.option("--frames", "n_frames", type=click.IntRange(1, MAX_FRAMES), default=32, show_default=True)
+@click.option("--threshold", type=THRESHOLD, default=DEFAULT_THRESHOLD, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def golden(model, video, n_frames, threshold, as_json):
     """Frames per second of the golden model: event path vs dense integer path."""

@@ -15,23 +15,50 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
 out = Console(width=None if sys.stdout.isatty() else 120)
 
 
-def floats(s):
-    if s is None:
-        return None
-    try:
-        v = tuple(float(x) for x in str(s).split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, not {s!r}")
-    return v if len(v) > 1 else v[0]
+class Real(click.ParamType):
+    """A finite float, optionally bounded below (``lo``; ``lo_open``: strictly above ``lo``); with ``many``,
+    a comma-separated list of them (a tuple, or one number when one is given)."""
+
+    def __init__(self, lo=None, lo_open=False, many=False):
+        self.lo, self.lo_open, self.many = lo, lo_open, many
+        self.name = "numbers" if many else "number"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            v = tuple(float(x) for x in value.split(","))
+        except ValueError:
+            what = "comma-separated numbers" if self.many else "a number"
+            self.fail(f"expected {what}, not {value!r}", param, ctx)
+        if len(v) > 1 and not self.many:
+            self.fail(f"expected one number, not {value!r}", param, ctx)
+        for x in v:
+            if not np.isfinite(x) or (self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo)):
+                bound = "" if self.lo is None else f" {'>' if self.lo_open else '>='} {self.lo:g}"
+                self.fail(f"must be finite{bound}, not {value!r}", param, ctx)
+        return v if len(v) > 1 else v[0]
 
 
-def shape(s):
-    if s is None:
-        return None
-    try:
-        return tuple(int(x) for x in s.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected a shape like 1,64,64, not {s!r}")
+#: thresholds: finite and >= 0
+THRESHOLD = Real(lo=0)
+
+
+class Shape(click.ParamType):
+    """A tensor shape ``C,H,W`` or ``F`` of positive integers."""
+
+    name = "C,H,W"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            v = tuple(int(x) for x in value.split(","))
+        except ValueError:
+            v = ()
+        if len(v) not in (1, 3) or min(v) < 1:
+            self.fail(f"expected a shape like 1,64,64 (C,H,W) or 64 (F), not {value!r}", param, ctx)
+        return v
 
 
 def progress(total, label):

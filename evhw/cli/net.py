@@ -6,32 +6,43 @@ import json
 import click
 from rich.table import Table
 
+from ..convert import ACT_BITS, WEIGHT_BITS
+from ..data.clip import MAX_FRAMES
 from ..flow.network import DEFAULT_THRESHOLD
 from ..golden import POLICIES, state_memory_bits
-from .console import bar, floats, jsonable, out, shape, with_options
+from ..qnet import MAX_ACC_BITS
+from .console import THRESHOLD, Real, Shape, bar, jsonable, out, with_options
+
+FRAMES = click.IntRange(1, MAX_FRAMES)
 
 
 # ------------------------------------------------------------------------------------ convert
 quant_options = [
     click.option("--calib", "calib", metavar="FRAMES", help="Calibration frames (.npy/.npz/video or a source name)."),
-    click.option("--calib-frames", default=16, show_default=True, help="Number of calibration frames."),
-    click.option("--weight-bits", default=8, show_default=True, help="Weight bits (2-16), per-channel symmetric."),
-    click.option("--act-bits", default=8, show_default=True, help="Activation bits (2-16)."),
-    click.option("--acc-bits", type=int, help="Force one accumulator width (refused if below the proven bound)."),
-    click.option("--input-mean", help="Per-channel mean of pixel/255, folded into the first layer (e.g. 0.485,0.456,0.406)."),
-    click.option("--input-std", help="Per-channel std of pixel/255, folded into the first layer."),
-    click.option("--input-shape", help="Model input shape C,H,W (PyTorch models)."),
-    click.option("--threshold", "threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
+    click.option("--calib-frames", type=FRAMES, default=16, show_default=True, help="Number of calibration frames."),
+    click.option("--weight-bits", type=click.IntRange(*WEIGHT_BITS), default=8, show_default=True,
+                 help="Weight bits, per-channel symmetric."),
+    click.option("--act-bits", type=click.IntRange(*ACT_BITS), default=8, show_default=True, help="Activation bits."),
+    click.option("--acc-bits", type=click.IntRange(2, MAX_ACC_BITS),
+                 help="Force one accumulator width (refused if below the proven bound)."),
+    click.option("--input-mean", type=Real(many=True),
+                 help="Per-channel mean of pixel/255, folded into the first layer (e.g. 0.485,0.456,0.406)."),
+    click.option("--input-std", type=Real(lo=0, lo_open=True, many=True),
+                 help="Per-channel std of pixel/255, folded into the first layer."),
+    click.option("--input-shape", type=Shape(), help="Model input shape C,H,W (PyTorch models)."),
+    click.option("--threshold", "threshold", type=THRESHOLD, default=DEFAULT_THRESHOLD, show_default=True,
                  help="Default gate threshold h, in float activation units."),
-    click.option("--input-threshold", type=float, help="Input-gate threshold in pixel/255 units (default: h)."),
+    click.option("--input-threshold", type=THRESHOLD,
+                 help="Input-gate threshold in the network input's units: pixel/255, or the normalized input "
+                      "with --input-mean/--input-std (default: h)."),
     click.option("--bn-scale/--no-bn-scale", default=False, help="Scale thresholds per channel by BatchNorm |gamma|."),
 ]
 
 
 def _convert_kwargs(kw):
-    return dict(calib=kw["calib"], calib_frames=kw["calib_frames"], input_shape=shape(kw["input_shape"]),
+    return dict(calib=kw["calib"], calib_frames=kw["calib_frames"], input_shape=kw["input_shape"],
                 weight_bits=kw["weight_bits"], act_bits=kw["act_bits"], acc_bits=kw["acc_bits"],
-                input_mean=floats(kw["input_mean"]), input_std=floats(kw["input_std"]),
+                input_mean=kw["input_mean"], input_std=kw["input_std"],
                 threshold=kw["threshold"], input_threshold=kw["input_threshold"], bn_scale=kw["bn_scale"])
 
 
@@ -83,15 +94,16 @@ def info(net):
 @click.option("--video", metavar="FRAMES", help="Frames: .npy/.npz (T x H x W or T x C x H x W, uint8), a video file, "
                                                 "or a source name such as synthetic:shapes.")
 @click.option("--policy", type=click.Choice(POLICIES), default="evnet", show_default=True)
-@click.option("--threshold", type=float, help="Gate threshold h (float activation units); rrm: truncation epsilon.")
-@click.option("--input-threshold", type=float, help="Input-gate threshold (pixel/255 units; default h).")
+@click.option("--threshold", type=THRESHOLD, help="Gate threshold h (float activation units); rrm: truncation epsilon.")
+@click.option("--input-threshold", type=THRESHOLD,
+              help="Input-gate threshold (the network input's units: pixel/255 or normalized; default h).")
 @click.option("--bn-scale/--no-bn-scale", default=None, help="Scale thresholds by BatchNorm |gamma|.")
 @click.option("--granularity", default="neuron", show_default=True, help="neuron, pixel or block:K.")
-@click.option("--reset-every", type=int, help="skipconv: periodic reset every N frames.")
+@click.option("--reset-every", type=click.IntRange(min=1), help="skipconv: periodic reset every N frames.")
 @click.option("--norm-gate", is_flag=True, help="skipconv: per-pixel input-norm gate.")
-@click.option("--rrm-bound", type=float, default=0.05, show_default=True,
+@click.option("--rrm-bound", type=Real(lo=0, lo_open=True), default=0.05, show_default=True,
               help="rrm: mean accumulated truncation per neuron that triggers an exact frame.")
-@click.option("--frames", "n_frames", type=int, help="Evaluate only the first N frames.")
+@click.option("--frames", "n_frames", type=FRAMES, help="Evaluate only the first N frames.")
 @click.option("--agreement", metavar="METRIC",
               help="Agreement metric for every output: argmax, topk:K, psnr or rel-l2 (default: per output "
                    "shape: argmax for vectors, psnr for spatial maps).")

@@ -29,7 +29,7 @@ def zoo_list():
 
 @zoo_cmd.command(name="train")
 @click.argument("name")
-@click.option("--steps", type=int, help="Optimizer steps (default: the model's recipe).")
+@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps (default: the model's recipe).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--output", metavar="WEIGHTS.npz", help="Where to write the weights (default: the package's).")
 @click.option("--json", "as_json", is_flag=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .. import zoo
 from ..convert import convert, set_thresholds
-from ..errors import EvhwError
+from ..errors import EvhwError, ModelFileError
 from ..qnet import QNet
 
 #: The default gate threshold h (float activation units) of convert, eval, generate and study.
@@ -22,6 +22,12 @@ def load_graph(spec, *, input_shape=None):
         return load_onnx(p)
     if p.suffix in (".pt", ".pth"):
         from ..frontends.torch_frontend import load_torch
+        if input_shape is None:
+            if not p.is_file():
+                what = "is a directory, not a PyTorch file" if p.is_dir() else "no such file"
+                raise ModelFileError(f"{spec}: {what}")
+            raise EvhwError(f"{spec}: a PyTorch file does not record its input shape; convert it with "
+                            f"`evhw convert {spec} --input-shape C,H,W -o NET.evnet`")
         return load_torch(p, input_shape=input_shape)
     if spec in zoo.MODELS:
         return zoo.build(spec)
@@ -45,18 +51,20 @@ def clip_for(source, input_shape, frames=None):
     return load_clip(source, input_shape=tuple(input_shape), frames=frames)
 
 
-def convert_model(spec, *, calib=None, calib_frames=CALIB_FRAMES, input_shape=None, **kw):
-    """Float graph + calibration frames -> (QNet, float graph)."""
+def convert_model(spec, *, calib=None, calib_frames=CALIB_FRAMES, input_shape=None, threshold=DEFAULT_THRESHOLD,
+                  **kw):
+    """Float graph + calibration frames -> (QNet, float graph); thresholds from ``threshold`` (default h)."""
     g = load_graph(spec, input_shape=input_shape)
     source = calib or zoo.calib_video(spec)
     calib_data = frames_for(source, g.input.attrs["shape"], calib_frames)
-    q = convert(g, calib_data, **kw)
+    q = convert(g, calib_data, threshold=threshold, **kw)
     q.meta.update(model=str(spec), calib=str(source))
     return q, g
 
 
 def load_network(spec, **kw):
-    """A .evnet file (QNet and its float graph) or a model converted with defaults."""
+    """A .evnet file (QNet and its float graph, thresholds as stored) or a model converted with defaults
+    (thresholds from :data:`DEFAULT_THRESHOLD` unless ``threshold=`` is given)."""
     if str(spec).endswith(".evnet"):
         from ..evnet_file import load
         return load(spec)
@@ -75,7 +83,9 @@ def apply_thresholds(q: QNet, threshold=None, input_threshold=None, bn_scale=Non
 
 def convert_to_file(spec, output, **kw):
     """Convert ``spec`` (see :func:`convert_model`) and save it as the .evnet file ``output``. Returns the QNet."""
-    from ..evnet_file import save
+    from ..evnet_file import check_output, save
+    inputs = (spec, kw.get("calib"))
+    check_output(output, inputs)          # before the work: never overwrite the model or its frames
     q, g = convert_model(spec, **kw)
-    save(output, q, g)
+    save(output, q, g, inputs=inputs)
     return q
