@@ -173,9 +173,11 @@ def test_resize_to():
     area = resize_to(a, 2, 3)
     assert area.shape == (2, 1, 2, 3) and area.dtype == np.uint8
     assert area[0, 0, 0, 0] == np.floor(np.mean([0, 1, 6, 7]) + 0.5)
-    near = resize_to(a, 3, 4)
-    assert near.shape == (2, 1, 3, 4)
-    assert set(near.ravel()) <= set(a.ravel())
+    # fractional factor 4 -> 3 rows: output row windows [0, 4/3), [4/3, 8/3), [8/3, 4) by area (hand-computed)
+    col = np.array([0, 40, 80, 120], dtype=np.uint8).reshape(4, 1)
+    assert resize_to(col, 3, 1).ravel().tolist() == [10, 60, 110]
+    # enlarging 2 -> 4 is bilinear at output pixel centres: 0, 0.25, 0.75, 1 of the way (clamped at the ends)
+    assert resize_to(np.array([[0, 100]], dtype=np.uint8), 1, 4).ravel().tolist() == [0, 25, 75, 100]
     assert resize_to(a, 4, 6) is a
 
 

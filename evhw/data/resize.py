@@ -1,12 +1,9 @@
-"""Resizing frames: the two resamplers every source uses, and the uint8 rounding rule.
+"""Resizing frames: one resampler for every source, and the uint8 rounding rule.
 
-* :func:`resize_to` -- for video *files*: area averaging (rounded half up) for integer
-  down-scaling factors, nearest-neighbour sampling at pixel centres otherwise;
-* :func:`resample` -- for named sources: a window ``(y, x, h, w)`` in source pixels (fractional
-  allowed, so a camera can move) resampled by exact area weights, bilinear when enlarging.
-
-Both are kept as they are so that every source yields the same frames as before; results are
-rounded to uint8 by :func:`to_uint8` (``floor(x + 0.5)``).
+:func:`resample` takes a window ``(y, x, h, w)`` in source pixels (fractional allowed, so a camera
+can move) and resamples it by exact area weights, bilinear when enlarging; :func:`resize_to` is the
+whole-frame case that video files use. Results are rounded to uint8 by :func:`to_uint8`
+(``floor(x + 0.5)``).
 """
 from __future__ import annotations
 
@@ -18,23 +15,12 @@ def to_uint8(x) -> np.ndarray:
 
 
 def resize_to(frames, h, w) -> np.ndarray:
-    """Resize uint8 frames ``(..., H, W)`` to ``(..., h, w)``.
-
-    Area averaging (rounded half up) when ``H/h`` and ``W/w`` are integers, nearest-neighbour
-    sampling at pixel centres otherwise (up-scaling, fractional factors). Used for video files only.
-    """
+    """Resize uint8 frames ``(..., H, W)`` to ``(..., h, w)`` with :func:`resample` over the whole
+    frame (area weights when shrinking, bilinear when enlarging), rounded by :func:`to_uint8`."""
     x = np.asarray(frames)
-    hh, ww = x.shape[-2:]
-    h, w = int(h), int(w)
-    if (hh, ww) == (h, w):
+    if x.shape[-2:] == (int(h), int(w)):
         return x
-    if hh % h == 0 and ww % w == 0:
-        fy, fx = hh // h, ww // w
-        y = x.reshape(*x.shape[:-2], h, fy, w, fx).astype(np.float64).mean(axis=(-3, -1))
-        return np.floor(y + 0.5).astype(x.dtype)
-    ys = np.minimum(((np.arange(h) + 0.5) * hh / h).astype(np.int64), hh - 1)
-    xs = np.minimum(((np.arange(w) + 0.5) * ww / w).astype(np.int64), ww - 1)
-    return x[..., ys[:, None], xs[None, :]]
+    return to_uint8(resample(x, (int(h), int(w))))
 
 
 def _axis_weights(n_out, lo, size, n_in):
