@@ -172,6 +172,10 @@ def host_outputs(q: QNet, outs):
 # ----------------------------------------------------------------------------------------------
 # policies and counters
 
+#: Default rrm refresh bound: mean accumulated truncation per gate element (float units).
+RRM_BOUND = 0.05
+
+
 @dataclass(frozen=True)
 class Policy:
     """How gates decide to transmit.
@@ -194,7 +198,7 @@ class Policy:
     granularity: str = "neuron"
     reset_every: int | None = None
     norm_gate: bool = False
-    rrm_bound: float = 0.05
+    rrm_bound: float = RRM_BOUND
     init: str = "flush"
 
     def __post_init__(self):

@@ -14,6 +14,7 @@ import numpy as np
 from rtl_gen.builddir import BuildDir
 
 from .job import Corruption, SimJob, new_run_id
+from .limits import MAX_STALL
 from .runner import CLOCK_NS, run_cocotb
 
 TB_MODULE = "sim.tb.evhw_top_tb"
@@ -28,7 +29,7 @@ def timeout_ms(q, n_frames, *, pes=1, idle=0.0, stall=0.0):
     outputs = int(np.prod(q.tensors()[q.output].shape))
     dense = sum(model.dense_costs.values())
     state = sum(int(np.prod(s.acc_shape)) + int(np.prod(s.out.shape)) for s in q.layers())
-    per_frame = (4 * pixels / (1 - min(idle, 0.95)) + 4 * outputs / (1 - min(stall, 0.95)) + 8 * dense / max(pes, 1)
+    per_frame = (4 * pixels / (1 - min(idle, MAX_STALL)) + 4 * outputs / (1 - min(stall, MAX_STALL)) + 8 * dense / max(pes, 1)
                  + 8 * state + 4 * pixels + 5000)
     cycles = per_frame * n_frames + 10_000
     return 4 * cycles * CLOCK_NS * 1e-6

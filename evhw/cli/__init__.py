@@ -6,7 +6,10 @@ listed in the help; the commands only parse flags, call the flow layer (evhw.flo
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
+from pathlib import Path
 
 import click
 
@@ -51,6 +54,10 @@ def cli():
     """evhw: convert trained networks into Event Neural Networks and generate their hardware."""
 
 
+#: exit code of an unexpected exception (a bug); 1 is a simulation mismatch, 2 an error in the input.
+INTERNAL_ERROR = 3
+
+
 def main(argv=None):
     from .console import err
     try:
@@ -67,6 +74,16 @@ def main(argv=None):
         hint = f" (see '{ctx.command_path} --help')" if isinstance(e, click.UsageError) and ctx else ""
         _error(e.format_message() + hint)
         sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:   # noqa: BLE001 - a bug in evhw: one line by default, the traceback on request
+        if os.environ.get("EVHW_TRACEBACK"):
+            raise
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        _error(f"internal error (a bug in evhw, please report it): {type(e).__name__}: {e} "
+               f"[{Path(where.filename).name}:{where.lineno}; EVHW_TRACEBACK=1 shows the traceback]")
+        sys.exit(INTERNAL_ERROR)
 
 
 def _error(message):

@@ -6,11 +6,13 @@ import json
 import click
 from rich.table import Table
 
+from rtl_gen.limits import MAX_PES
 from sim.limits import SIMULATORS
 
 from ..data.clip import MAX_FRAMES
+from ..flow.bench import HW_BUILD_ROOT, HW_DENSE_PES, HW_FRAMES, HW_MODEL, HW_PES
 from ..flow.network import DEFAULT_THRESHOLD
-from .console import THRESHOLD, err, out
+from .console import THRESHOLD, IntList, err, out
 
 
 @click.group()
@@ -43,25 +45,26 @@ def golden(model, video, n_frames, threshold, as_json):
 
 
 @bench.command(name="hw")
-@click.option("--model", default="objects-cnn", show_default=True)
+@click.option("--model", default=HW_MODEL, show_default=True)
 @click.option("--video", help="Frames (default: the model's default video).")
-@click.option("--frames", "n_frames", default=4, show_default=True)
-@click.option("--pes", default="1,2,4,8", show_default=True, help="Comma-separated PE counts.")
-@click.option("--dense-pes", default=4, show_default=True, help="Also run dense mode at this P.")
-@click.option("--threshold", type=float, default=0.04, show_default=True)
+@click.option("--frames", "n_frames", type=click.IntRange(min=1), default=HW_FRAMES, show_default=True)
+@click.option("--pes", "p_list", type=IntList(1, MAX_PES), default=",".join(map(str, HW_PES)), show_default=True,
+              help="Comma-separated PE counts.")
+@click.option("--dense-pes", type=click.IntRange(1, MAX_PES), default=HW_DENSE_PES, show_default=True,
+              help="Also run dense mode at this P.")
+@click.option("--threshold", type=THRESHOLD, help="Gate threshold h (default: the model's operating point).")
 @click.option("--simulator", type=click.Choice(SIMULATORS), default=SIMULATORS[0], show_default=True)
-@click.option("-o", "--output", default="build/bench", show_default=True, help="Build folder root.")
+@click.option("-o", "--output", default=HW_BUILD_ROOT, show_default=True, help="Build folder root.")
 @click.option("--json", "as_json", is_flag=True)
-def hw(model, video, n_frames, pes, dense_pes, threshold, simulator, output, as_json):
+def hw(model, video, n_frames, p_list, dense_pes, threshold, simulator, output, as_json):
     """Cycles per frame of the generated array on real video: evnet vs dense, vs ideal, P scaling."""
     from ..flow.bench import bench_hw
-    p_list = tuple(int(x) for x in pes.split(","))
     res = bench_hw(model, video=video, frames=n_frames, pes=p_list, dense_pes=dense_pes, threshold=threshold,
                    simulator=simulator, build_root=output, log=err.print)
     if as_json:
         click.echo(json.dumps(res))
         return
-    t = Table(title=f"{model}: {n_frames} frames of {res['video']}, h={threshold:g}, {simulator}")
+    t = Table(title=f"{model}: {n_frames} frames of {res['video']}, h={res['threshold']:g}, {simulator}")
     for col in ("P", "policy", "cycles/frame", "event frames: cycles", "ideal", "ratio", "PE busy",
                 "speed-up vs P=1", "efficiency"):
         t.add_column(col, justify="right")

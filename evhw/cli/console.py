@@ -44,6 +44,26 @@ class Real(click.ParamType):
 THRESHOLD = Real(lo=0)
 
 
+class IntList(click.ParamType):
+    """A comma-separated list of integers in ``lo..hi`` (a tuple)."""
+
+    name = "N,N,..."
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return tuple(value)
+        try:
+            v = tuple(int(x) for x in value.split(","))
+        except ValueError:
+            v = ()
+        if not v or min(v) < self.lo or max(v) > self.hi:
+            self.fail(f"expected comma-separated integers in {self.lo}..{self.hi}, not {value!r}", param, ctx)
+        return v
+
+
 class Shape(click.ParamType):
     """A tensor shape ``C,H,W`` or ``F`` of positive integers."""
 

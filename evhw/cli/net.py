@@ -9,7 +9,7 @@ from rich.table import Table
 from ..convert import ACT_BITS, WEIGHT_BITS
 from ..data.clip import MAX_FRAMES
 from ..flow.network import DEFAULT_THRESHOLD
-from ..golden import POLICIES, state_memory_bits
+from ..golden import POLICIES, RRM_BOUND, state_memory_bits
 from ..qnet import MAX_ACC_BITS
 from .console import THRESHOLD, Real, Shape, bar, jsonable, out, with_options
 
@@ -101,7 +101,7 @@ def info(net):
 @click.option("--granularity", default="neuron", show_default=True, help="neuron, pixel or block:K.")
 @click.option("--reset-every", type=click.IntRange(min=1), help="skipconv: periodic reset every N frames.")
 @click.option("--norm-gate", is_flag=True, help="skipconv: per-pixel input-norm gate.")
-@click.option("--rrm-bound", type=Real(lo=0, lo_open=True), default=0.05, show_default=True,
+@click.option("--rrm-bound", type=Real(lo=0, lo_open=True), default=RRM_BOUND, show_default=True,
               help="rrm: mean accumulated truncation per neuron that triggers an exact frame.")
 @click.option("--frames", "n_frames", type=FRAMES, help="Evaluate only the first N frames.")
 @click.option("--agreement", metavar="METRIC",

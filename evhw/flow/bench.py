@@ -23,7 +23,7 @@ from .. import zoo
 from ..errors import EvhwError
 from ..golden import EventModel, Policy, dense_forward
 from .build import generate_build
-from .network import apply_thresholds, clip_for, convert_model, frames_for
+from .network import DEFAULT_THRESHOLD, apply_thresholds, clip_for, convert_model, frames_for
 
 
 def _best_of(fn, repeats=3):
@@ -63,11 +63,18 @@ def bench_golden(model, video, n_frames, threshold, repeats=3):
     }
 
 
-def bench_hw(model, *, video=None, frames=4, pes=(1, 2, 4, 8), dense_pes=4, threshold=0.04,
-             simulator="verilator", build_root="build/bench", log=print) -> dict:
+#: `evhw bench hw` defaults (the CLI reads these).
+HW_MODEL, HW_FRAMES, HW_PES, HW_DENSE_PES, HW_BUILD_ROOT = "objects-cnn", 4, (1, 2, 4, 8), 4, "build/bench"
+
+
+def bench_hw(model=HW_MODEL, *, video=None, frames=HW_FRAMES, pes=HW_PES, dense_pes=HW_DENSE_PES, threshold=None,
+             simulator="verilator", build_root=HW_BUILD_ROOT, log=print) -> dict:
+    """``threshold``: None is the model's operating point (:func:`evhw.zoo.operating_threshold`)."""
     from rtl_gen.builddir import BuildDir
     from sim.session import simulate
 
+    if threshold is None:
+        threshold = zoo.operating_threshold(model, DEFAULT_THRESHOLD)
     root = Path(build_root)
     source = video or zoo.default_video(model)
     res = {"model": model, "video": source, "frames": frames, "threshold": threshold, "simulator": simulator,

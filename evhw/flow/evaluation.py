@@ -7,7 +7,7 @@ from .. import agreement as agree
 from ..convert import reference_graph
 from ..errors import EvhwError
 from ..floatmodel import host_op, run_float
-from ..golden import EventModel, Policy, dense_forward, state_memory_bits
+from ..golden import RRM_BOUND, EventModel, Policy, dense_forward, state_memory_bits
 from ..qnet import QNet
 
 
@@ -185,7 +185,7 @@ def _clip_slice(clip, i):
 
 
 def eval_network(net, *, video=None, policy="evnet", threshold=None, input_threshold=None, bn_scale=None,
-                 granularity="neuron", reset_every=None, norm_gate=False, rrm_bound=0.05, n_frames=None,
+                 granularity="neuron", reset_every=None, norm_gate=False, rrm_bound=RRM_BOUND, n_frames=None,
                  progress=None, agreement=None):
     """``evhw eval``: load NET, re-map its thresholds, run ``policy`` over the clip and score it.
 
