@@ -35,3 +35,7 @@ class ConfigError(EvhwError):
 
 class NetworkSpecError(EvhwError):
     """A converted network's fields contradict each other (names the layer and the field)."""
+
+
+class MismatchError(EvhwError):
+    """A check ran to the end and failed: the RTL disagrees with the golden model (exit code 1, not 2)."""

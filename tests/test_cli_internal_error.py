@@ -24,3 +24,15 @@ def test_traceback_on_request(capsys, monkeypatch):
     monkeypatch.setattr(network, "convert_model", _boom)
     with pytest.raises(ZeroDivisionError):
         run(capsys, "info", "rand-mlp")
+
+
+def test_mismatch_error_exits_1(capsys, monkeypatch):
+    """A check that ran and failed (MismatchError) keeps exit code 1, distinct from input errors (2)."""
+    from evhw.errors import MismatchError
+
+    def mismatch(*a, **k):
+        raise MismatchError("P=1 evnet: the RTL does not match the golden model")
+
+    monkeypatch.setattr(network, "convert_model", mismatch)
+    code, out, err = run(capsys, "info", "rand-mlp")
+    assert code == 1 and "does not match" in err

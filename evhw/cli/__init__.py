@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import EvhwError
+from ..errors import EvhwError, MismatchError
 
 #: command name -> (module, attribute), imported on first use
 COMMANDS = {
@@ -62,6 +62,9 @@ def main(argv=None):
     from .console import err
     try:
         cli.main(args=argv, prog_name="evhw", standalone_mode=False)
+    except MismatchError as e:
+        _error(str(e))
+        sys.exit(1)
     except EvhwError as e:
         _error(str(e))
         sys.exit(2)

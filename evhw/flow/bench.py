@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import zoo
-from ..errors import EvhwError
+from ..errors import MismatchError
 from ..golden import EventModel, Policy, dense_forward
 from .build import generate_build
 from .network import DEFAULT_THRESHOLD, apply_thresholds, clip_for, convert_model, frames_for
@@ -92,7 +92,7 @@ def bench_hw(model=HW_MODEL, *, video=None, frames=HW_FRAMES, pes=HW_PES, dense_
             log(f"P={p}: simulating {frames} frames, {pol}, on {simulator}")
             s = simulate(bdir, q, clip.frames, policy=pol, simulator=simulator, seed=1)
             if not s["bit_exact"]:
-                raise EvhwError(f"P={p} {pol}: the RTL does not match the golden model: {s['mismatches'][:3]} "
+                raise MismatchError(f"P={p} {pol}: the RTL does not match the golden model: {s['mismatches'][:3]} "
                                 f"{s.get('error') or ''}")
             ev = [r for r in s["per_frame"] if r["kind"] == "event"]
             res["runs"].append({
