@@ -36,6 +36,7 @@ import time
 from evhw.errors import EvhwError
 
 from .devices import DEVICES, IO_MODES, Device
+from .procs import run_group
 
 __all__ = ["DEVICES", "Device", "fpga_report", "top_ports"]
 
@@ -141,11 +142,10 @@ def _run(tool, args, cwd, log, deadline):
     timeout = None if deadline is None else max(1.0, deadline - time.monotonic())
     with open(cwd / log, "w") as f:
         try:
-            r = subprocess.run(_tool_cmd(tool) + list(args), cwd=cwd, stdin=subprocess.DEVNULL, stdout=f,
-                               stderr=subprocess.STDOUT, timeout=timeout)
+            return run_group(_tool_cmd(tool) + list(args), cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                             timeout=timeout)
         except subprocess.TimeoutExpired:
             raise EvhwError(f"{tool} did not finish within the time limit (log: {cwd / log})") from None
-    return r.returncode
 
 
 def _error_line(path):

@@ -1,6 +1,6 @@
 """``python -m sim.cocotb_worker SPEC.json``: one cocotb runner step (build or test) in a child process.
 
-Started by :func:`sim.runner.build` / :func:`sim.runner.run_cocotb` through :func:`sim.procs.run_group`,
+Started by :func:`sim.runner.build` / :func:`sim.runner.run_cocotb` through :func:`rtl_gen.procs.run_group`,
 so the compiler and the simulator it starts live in a process group that dies with ``evhw``.
 ``SPEC.json``: ``{"op": "build" | "test", "simulator": name, "kwargs": {...}}`` (the keyword
 arguments of ``cocotb_tools.runner.Runner.build`` / ``.test``). Exit code 0: done; 3: the runner
@@ -9,7 +9,7 @@ reported a failure (message on stderr).
 import json
 import sys
 
-from sim.procs import die_with_parent
+from rtl_gen.procs import die_with_parent
 
 
 def main(argv):

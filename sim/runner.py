@@ -6,7 +6,7 @@ build's Verilog (:class:`rtl_gen.builddir.BuildDir`) once per simulator into
 binary's size and SHA-256 are stamped after a successful build and checked before reuse, so a
 truncated or altered binary is rebuilt), runs the cocotb module and returns the results the
 testbench wrote (:mod:`sim.job`: complete results of this run only). Every cocotb step runs in
-``python -m sim.cocotb_worker`` in its own process group (:mod:`sim.procs`): make, the compiler
+``python -m sim.cocotb_worker`` in its own process group (:mod:`rtl_gen.procs`): make, the compiler
 and the simulator die with the caller. The simulator's own output goes to log files, never to
 stdout (``evhw sim --json`` prints one JSON object).
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .job import ResultsError, new_run_id, read_results
 from .limits import SIMULATORS
-from .procs import run_group
+from rtl_gen.procs import run_group
 
 TIMESCALE = ("1ns", "1ps")
 CLOCK_NS = 10                      # the testbenches' clock period

@@ -1,4 +1,4 @@
-"""Child processes that die with their parent.
+"""Child processes that die with their parent: the simulators (sim/) and the FPGA tools (evhw report).
 
 :func:`run_group` starts a command as the leader of a new process group (its own session) and
 waits for it. Whatever it starts (make, the C++ compiler, the simulator) stays in that group, and
@@ -38,9 +38,9 @@ def kill_group(pgid):
         pass
 
 
-def run_group(cmd, *, env=None, cwd=None, stdout=None, stderr=None):
+def run_group(cmd, *, env=None, cwd=None, stdout=None, stderr=None, timeout=None):
     """Run ``cmd`` in its own process group; kill the group when this returns or raises. Returns
-    the exit code."""
+    the exit code; raises :class:`subprocess.TimeoutExpired` (the group killed) after ``timeout`` s."""
     linux = sys.platform.startswith("linux")
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                             start_new_session=True, preexec_fn=_set_pdeathsig if linux else None)
@@ -54,7 +54,7 @@ def run_group(cmd, *, env=None, cwd=None, stdout=None, stderr=None):
         for sig in (signal.SIGTERM, signal.SIGHUP):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        return proc.wait()
+        return proc.wait(timeout=timeout)
     finally:
         kill_group(proc.pid)
         try:
