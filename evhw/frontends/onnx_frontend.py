@@ -659,20 +659,13 @@ class _OnnxReader:
 
     def _op_ReduceMean(self, node, ins):
         # x.mean((2, 3)) in PyTorch: a global average pool, flattened unless keepdims.
-        shape = self.asm.shape(self._x(ins))
-        if "axes" in self.attrs:
-            axes = self.attrs["axes"]
-        else:
-            axes = self._const(ins[1], "axes", optional=True) if len(ins) > 1 and ins[1] else None
-        axes = sorted(int(a) % (len(shape) + 1) for a in np.reshape(axes if axes is not None else [], -1))
-        if len(shape) != 3 or axes != [2, 3]:
-            raise self._unsupported(f"mean over axes {axes} (only the spatial axes 2, 3)")
-        pooled = self._emit("globalavgpool", [self._x(ins)])
-        if not self.attrs.get("keepdims", 1):
-            self._emit("flatten", [pooled])
+        self._spatial_reduce(ins, "globalavgpool", "mean")
 
     def _op_ReduceMax(self, node, ins):
         # x.amax((2, 3)) in PyTorch: a global max-pool, flattened unless keepdims.
+        self._spatial_reduce(ins, "globalmaxpool", "max")
+
+    def _spatial_reduce(self, ins, op, what):
         shape = self.asm.shape(self._x(ins))
         if "axes" in self.attrs:
             axes = self.attrs["axes"]
@@ -680,8 +673,8 @@ class _OnnxReader:
             axes = self._const(ins[1], "axes", optional=True) if len(ins) > 1 and ins[1] else None
         axes = sorted(int(a) % (len(shape) + 1) for a in np.reshape(axes if axes is not None else [], -1))
         if len(shape) != 3 or axes != [2, 3]:
-            raise self._unsupported(f"max over axes {axes} (only the spatial axes 2, 3)")
-        pooled = self._emit("globalmaxpool", [self._x(ins)])
+            raise self._unsupported(f"{what} over axes {axes} (only the spatial axes 2, 3)")
+        pooled = self._emit(op, [self._x(ins)])
         if not self.attrs.get("keepdims", 1):
             self._emit("flatten", [pooled])
 

@@ -522,23 +522,18 @@ class _FxReader:
         return self._emit("avgpool", [a["input"]], dict(kernel=k, stride=k, padding=0))
 
     def _mean(self, a):
-        shape = self._shape(a["input"])
-        dims = a["dim"]
-        dims = sorted(int(d) % (len(shape) + 1) for d in ((dims,) if isinstance(dims, int) else dims or ()))
-        if len(shape) != 3 or dims != [2, 3]:
-            raise self._unsupported(f"mean over dims {a['dim']} (only the spatial dims 2, 3)")
-        out = self._emit("globalavgpool", [a["input"]])
-        if a["keepdim"]:
-            return out
-        return _Ref(self.asm.add("flatten", [out.name], name=self.cur.name + "_flat", source=self.cur.name))
+        return self._spatial_reduce(a, "globalavgpool", "mean")
 
     def _amax(self, a):
+        return self._spatial_reduce(a, "globalmaxpool", "amax")
+
+    def _spatial_reduce(self, a, op, what):
         shape = self._shape(a["input"])
         dims = a["dim"]
         dims = sorted(int(d) % (len(shape) + 1) for d in ((dims,) if isinstance(dims, int) else dims or ()))
         if len(shape) != 3 or dims != [2, 3]:
-            raise self._unsupported(f"amax over dims {a['dim']} (only the spatial dims 2, 3)")
-        out = self._emit("globalmaxpool", [a["input"]])
+            raise self._unsupported(f"{what} over dims {a['dim']} (only the spatial dims 2, 3)")
+        out = self._emit(op, [a["input"]])
         if a["keepdim"]:
             return out
         return _Ref(self.asm.add("flatten", [out.name], name=self.cur.name + "_flat", source=self.cur.name))
