@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import CLOCK_NS, run_cocotb
+from .runner import CLOCK_NS, SimError, run_cocotb
 
 TB_MODULE = "sim.tb.evhw_top_tb"
 
@@ -42,6 +42,8 @@ def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_eve
     the frames that many times, with ``rst`` (and a flush frame) in between. Returns the summary
     dict (see :func:`summarize`); ``assert_exact`` makes a mismatch fail the cocotb test as well.
     """
+    if len(frames) == 0 or sequences < 1:
+        raise SimError(f"nothing to simulate: {len(frames)} frames x {sequences} sequences")
     build_dir = Path(build_dir).resolve()
     manifest = json.loads((build_dir / "manifest.json").read_text())
     pes = int(manifest.get("pes", 1))
@@ -90,7 +92,7 @@ def summarize(res, manifest, *, policy, n_frames):
                                           if "updates" in r["stats"] else None),
                           "pe_busy": r["stats"].get("pe_busy"), "syn_cycles": r["stats"].get("syn_cycles"),
                           "bit_exact": r["bit_exact"]})
-    done = len(rows) == n_frames
+    done = n_frames > 0 and len(rows) == n_frames          # zero frames is never a bit-exact run
     return {
         "frames": n_frames,
         "frames_run": len(rows),
