@@ -1,0 +1,176 @@
+"""Counters, state memory, policy and frame validation of the golden model, worked out by hand
+(docs/semantics.md §4-6)."""
+import numpy as np
+import pytest
+
+from evhw.convert import convert
+from evhw.errors import ConfigError, ShapeError
+from evhw.golden import EventModel, FrameResult, LayerCount, Policy, dense_forward, state_memory_bits
+from evhw.ir import GraphBuilder
+import intref
+import specnets
+
+# u = 7 evaluated, t = 3 transmitted, u_acc = 5, 2 non-MAC accumulations, 11/13 buffer reads/writes, 2 chunks
+COUNT = dict(acc_ops=2, gate_u=7, gate_t=3, chunks_fired=2, acc_u=5, buffer_reads=11, buffer_writes=13)
+
+
+def test_overhead_per_neuron():
+    # arithmetic: acc_ops + u_acc + (2u + t) + u compares; memory: 2 u_acc + reads + writes + 2 (2u + t)
+    assert LayerCount(**COUNT).overhead(chunked=False) == (2 + 5 + 17 + 7, 10 + 11 + 13 + 34)
+
+
+def test_overhead_chunked():
+    # chunked: 2u compares; loads/stores + 2u + fired chunks
+    assert LayerCount(**COUNT).overhead(chunked=True) == (2 + 5 + 17 + 14, 10 + 11 + 13 + 34 + 14 + 2)
+
+
+@pytest.mark.parametrize("u, t, want", [(0, 0, (2 + 5, 10 + 24)), (0, 4, (2 + 5 + 4, 10 + 24 + 8)),
+                                        (3, 0, (2 + 5 + 6 + 3, 10 + 24 + 12))])
+def test_overhead_gate_terms(u, t, want):
+    c = LayerCount(acc_ops=2, acc_u=5, buffer_reads=11, buffer_writes=13, gate_u=u, gate_t=t)
+    assert c.overhead(chunked=False) == want
+
+
+def test_frame_summary_sums_layers():
+    a = LayerCount(dense_macs=100, event_macs=30, gate_t=4, gate_u=6, acc_u=2)
+    b = LayerCount(dense_macs=50, event_macs=5, acc_ops=3, gate_t=1, acc_u=1, chunks_fired=1, gate_u=2)
+    r = FrameResult(3, "event", np.zeros(1), {"a": a, "b": b})
+    assert (r.dense_macs, r.event_macs, r.events) == (150, 35, 5)
+    arith = (2 + 12 + 4 + 6) + (3 + 1 + 4 + 1 + 2)
+    mem = (4 + 2 * 16) + (2 + 2 * 5)
+    assert r.summary() == {"frame": 3, "kind": "event", "dense_macs": 150, "event_macs": 35, "events": 5,
+                           "overhead_arith": arith, "overhead_mem": mem}
+    assert r.summary(chunked=True)["overhead_arith"] == arith + 6 + 2
+    assert r.summary(chunked=True)["overhead_mem"] == mem + (12 + 0) + (4 + 1)
+
+
+def _pooled():
+    """input (1, 4, 4) -> conv 2x1x3x3 pad 1 + ReLU + max-pool 2 -> flatten -> linear 3 (readout)."""
+    rng = np.random.default_rng(5)
+    b = GraphBuilder((1, 4, 4))
+    x = b.op("maxpool", b.op("relu", b.conv("input", rng.normal(0, .5, (2, 1, 3, 3)), None, padding=1)),
+             kernel=2, stride=2)
+    b.linear(b.op("flatten", x), rng.normal(0, .5, (3, 8)), None)
+    return convert(b.build(), rng.integers(0, 256, (4, 1, 4, 4)))
+
+
+def test_state_memory_with_a_max_pool_buffer():
+    q = _pooled()
+    conv, lin = q.layers()
+    assert conv.acc_shape == (2, 4, 4) and conv.out.shape == (2, 2, 2) and (conv.out.bits, conv.out.delta_bits) == (8, 10)
+    mem = state_memory_bits(q)
+    # accumulators 32 x acc_bits, gates 8 x (8 + 10), the pool's value buffer 32 x 8
+    assert mem[conv.name] == 32 * conv.acc_bits + 8 * 18 + 32 * 8
+    assert mem[lin.name] == 3 * lin.acc_bits
+    assert mem["input"] == 16 * (8 + 10)
+
+
+def test_pooled_layer_counts_buffer_and_evaluates_reached_windows():
+    q = _pooled()
+    conv = q.layers()[0]
+    th = {g: np.zeros(q.tensors()[g].channels, np.int64) for g in q.gates()}
+    m = EventModel(q, Policy("evnet"), thresholds=th)
+    f0 = np.full((1, 4, 4), 100, np.uint8)
+    f1 = f0.copy()
+    f1[0, 0, 0] = 200                # reaches conv outputs (0..1, 0..1): one pool window per channel
+    r0, r1 = m.step(f0), m.step(f1)
+    c0, c1 = r0.layers[conv.name], r1.layers[conv.name]
+    assert (c0.buffer_reads, c0.buffer_writes, c0.acc_u, c0.gate_u) == (32, 32, 32, 8)     # flush: everything
+    assert (c1.buffer_reads, c1.buffer_writes, c1.acc_u, c1.gate_u) == (32, 8, 8, 2)
+    # dense: 4 corners x 4 taps + 8 edges x 6 + 4 inner x 9 = 100 per output channel
+    assert c1.event_macs == 2 * 4 and c0.dense_macs == 2 * 100
+    np.testing.assert_array_equal(r1.output, intref.dense(q, f1)[q.output])
+
+
+def test_sumpool_and_add_accumulations_are_overhead():
+    """avg-pool 2x2/2 over 4x4: one window per input; residual add: one accumulation per input element."""
+    b = GraphBuilder((1, 4, 4))
+    p = b.op("avgpool", "input", kernel=2, stride=2)
+    r = b.op("relu", p)
+    b.op("add", r, b.op("relu", r))
+    q = convert(b.build(), np.random.default_rng(0).integers(0, 256, (3, 1, 4, 4)))
+    th = {g: np.zeros(q.tensors()[g].channels, np.int64) for g in q.gates()}
+    f0 = np.full((1, 4, 4), 50, np.uint8)
+    f1 = f0.copy()
+    f1[0, 1, 2] = 150
+    r0, r1 = EventModel(q, Policy("evnet"), thresholds=th).run([f0, f1])
+    pool, ident, add = q.layers()            # avgpool0 (sum) -> relu1 (identity accumulator) -> add0
+    assert [t.kind for t in add.terms] == ["scale", "scale"]
+    for name, dense, event in [(pool.name, 16, 1), (ident.name, 4, 1), (add.name, 8, 2)]:
+        assert r0.layers[name].dense_acc_ops == r0.layers[name].acc_ops == dense, name
+        assert r1.layers[name].acc_ops == event and r1.layers[name].event_macs == 0, name
+    assert r1.layers[add.name].acc_u == 1 and r1.layers[add.name].gate_u == 0      # the readout has no gate
+    np.testing.assert_array_equal(r1.output, intref.dense(q, f1)[q.output])
+
+
+# ---------------------------------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(kind="evnt"), r"^policy must be one of evnet, skipconv, rrm, dense, sigmadelta, not 'evnt'$"),
+    (dict(granularity="block:0"), r"^granularity must be neuron, pixel or block:K, not 'block:0'$"),
+    (dict(granularity="block:x"), r"not 'block:x'$"),
+    (dict(granularity="chunk"), r"not 'chunk'$"),
+    (dict(kind="evnet", reset_every=4), r"^reset_every needs the skipconv policy and a period >= 1, not 4$"),
+    (dict(kind="skipconv", reset_every=0), r"not 0$"),
+    (dict(kind="evnet", norm_gate=True), r"^the input-norm gate belongs to the skipconv policy$"),
+    (dict(kind="sigmadelta", granularity="pixel"), r"^the sigmadelta policy quantizes each neuron's change"),
+    (dict(init="cold"), r"^init must be flush or warmup, not 'cold'$"),
+    (dict(rrm_bound=0.0), r"^rrm_bound must be > 0, not 0.0$"),
+])
+def test_policy_validation(kwargs, msg):
+    with pytest.raises(ConfigError, match=msg):
+        Policy(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(granularity="block:1"), dict(granularity="pixel"),
+                                    dict(kind="skipconv", reset_every=1), dict(kind="rrm", rrm_bound=1e-9),
+                                    dict(kind="sigmadelta"), dict(init="warmup")])
+def test_policy_accepts(kwargs):
+    p = Policy(**kwargs)
+    assert p.memory_loss == (p.kind in ("skipconv", "rrm"))
+
+
+def test_threshold_validation():
+    q = specnets.passthrough((2, 1, 1))
+    with pytest.raises(ConfigError, match=r"^no threshold for gate 'id'$"):
+        EventModel(q, thresholds={"input": 0})
+    with pytest.raises(ConfigError, match=r"^thresholds of gate 'input' must lie in 0\.\.255$"):
+        EventModel(q, thresholds={"input": [0, 256], "id": 0})
+    with pytest.raises(ConfigError, match="gate 'id'"):
+        EventModel(q, thresholds={"input": 0, "id": -1})
+    m = EventModel(q, thresholds={"input": 255, "id": [0, 3]})     # a scalar is broadcast per channel
+    assert m.thresholds["input"].tolist() == [255, 255] and m.thresholds["id"].tolist() == [0, 3]
+
+
+def test_frame_validation_and_accepted_layouts():
+    q = specnets.passthrough((1, 2, 3))
+    with pytest.raises(ShapeError, match=r"^frame shape \(2, 2\) does not match the model input \(1, 2, 3\)$"):
+        dense_forward(q, np.zeros((2, 2)))
+    with pytest.raises(ShapeError, match=r"^frames must hold integer pixels 0\.\.255, got dtype float64$"):
+        dense_forward(q, np.full((1, 2, 3), 0.5))
+    with pytest.raises(ShapeError, match=r"^pixel values must lie in 0\.\.255, got -1\.\.3$"):
+        dense_forward(q, np.array([[[0, 1, 2], [3, -1, 0]]]))
+    with pytest.raises(ShapeError, match=r"got 0\.\.256$"):
+        dense_forward(q, np.array([[[0, 256, 2], [3, 1, 0]]]))
+    f = np.array([[1, 2, 3], [4, 5, 255]])
+    assert dense_forward(q, f)["out"].tolist() == [f.tolist()]                  # (H, W) for a 1-channel input
+    assert dense_forward(q, f.astype(float))["out"].tolist() == [f.tolist()]    # integral floats are accepted
+    assert dense_forward(q, np.zeros((1, 2, 3), np.uint8))["out"].dtype == np.int64
+    flat = specnets.passthrough((6,))
+    flat.input.shape = (6,)
+    assert dense_forward(flat, f)["input"].tolist() == [1, 2, 3, 4, 5, 255]     # (H, W) flattened for (F,)
+
+
+def test_output_that_is_a_view():
+    """The readout of a view (concat of two gated layers) is rebuilt from the layers' current values."""
+    rng = np.random.default_rng(2)
+    b = GraphBuilder((1, 4, 4))
+    x = b.op("relu", b.conv("input", rng.normal(0, .5, (2, 1, 3, 3)), None, padding=1))
+    y = b.op("relu", b.conv("input", rng.normal(0, .5, (1, 1, 1, 1)), None))
+    b.op("concat", x, y)
+    q = convert(b.build(), rng.integers(0, 256, (4, 1, 4, 4)))
+    video = rng.integers(0, 256, (4, 1, 4, 4))
+    th = {g: np.zeros(q.tensors()[g].channels, np.int64) for g in q.gates()}
+    for r, f in zip(EventModel(q, Policy("evnet"), thresholds=th).run(video), video):
+        np.testing.assert_array_equal(r.output, intref.dense(q, f)[q.output])
+        assert r.output.shape == (3, 4, 4)
