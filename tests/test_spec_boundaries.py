@@ -176,8 +176,9 @@ def _random_net(seed):
 
 @pytest.mark.parametrize("seed", list(range(8)) + ["mlp"])
 @pytest.mark.parametrize("policy", [Policy("sigmadelta"), Policy("skipconv", norm_gate=True),
-                                    Policy("skipconv", granularity="block:2", norm_gate=True)],
-                         ids=["sigmadelta", "norm-gate", "norm-gate-block2"])
+                                    Policy("skipconv", granularity="block:2", norm_gate=True),
+                                    Policy("skipconv", init="warmup")],
+                         ids=["sigmadelta", "norm-gate", "norm-gate-block2", "skipconv-warmup"])
 def test_threshold_zero_is_dense_for_sigmadelta_and_norm_gate(seed, policy):
     q, video = _random_net(seed)
     set_thresholds(q, 0.0)
@@ -205,3 +206,13 @@ def test_rrm_refreshes_after_the_mean_truncation_passes_the_bound():
     res = [m.step(np.array([v, 100]).reshape(2, 1, 1)) for v in c0]
     assert [r.kind for r in res] == ["flush", "event", "event", "flush", "event", "event", "flush"]
     assert [int(r.output[0, 0, 0]) for r in res] == [100, 100, 100, 110, 110, 110, 120]
+
+
+def test_skipconv_periodic_reset_zeroes_thresholds_on_multiples_of_n():
+    """reset_every = 2, input H = 10, +5 per frame: held on odd frames, sent on frames 2 and 4
+    (threshold 0), where memory loss already dropped the previous frame's +5."""
+    q = specnets.passthrough((1, 1, 1))
+    m = EventModel(q, Policy("skipconv", reset_every=2), thresholds=specnets.thresholds(q, "input", 10))
+    res = [m.step(np.full((1, 1, 1), v)) for v in [100, 105, 110, 115, 116]]
+    assert [int(r.output[0, 0, 0]) for r in res] == [100, 100, 105, 105, 106]
+    assert [r.layers["input"].gate_t for r in res[1:]] == [0, 1, 0, 1]

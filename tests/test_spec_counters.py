@@ -103,6 +103,21 @@ def test_sumpool_and_add_accumulations_are_overhead():
     np.testing.assert_array_equal(r1.output, intref.dense(q, f1)[q.output])
 
 
+def test_padded_sumpool_reaches_only_windows_holding_the_change():
+    """avg-pool 3x3, stride 1, pad 1 over 4x4: a corner pixel lies in the windows of outputs (0..1, 0..1)."""
+    b = GraphBuilder((1, 4, 4))
+    b.op("relu", b.op("avgpool", "input", kernel=3, stride=1, padding=1))
+    q = convert(b.build(), np.random.default_rng(0).integers(0, 256, (3, 1, 4, 4)))
+    th = {g: np.zeros(q.tensors()[g].channels, np.int64) for g in q.gates()}
+    f0 = np.full((1, 4, 4), 50, np.uint8)
+    f1 = f0.copy()
+    f1[0, 0, 0] = 200
+    r = EventModel(q, Policy("evnet"), thresholds=th).run([f0, f1])[1]
+    layer = q.layers()[0]
+    assert r.layers[layer.name].acc_u == 4 and r.layers[layer.name].acc_ops == 4
+    np.testing.assert_array_equal(r.output, intref.dense(q, f1)[q.output])
+
+
 # ---------------------------------------------------------------------------------------- validation
 
 @pytest.mark.parametrize("kwargs, msg", [
