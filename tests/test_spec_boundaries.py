@@ -216,3 +216,10 @@ def test_skipconv_periodic_reset_zeroes_thresholds_on_multiples_of_n():
     res = [m.step(np.full((1, 1, 1), v)) for v in [100, 105, 110, 115, 116]]
     assert [int(r.output[0, 0, 0]) for r in res] == [100, 100, 105, 105, 106]
     assert [r.layers["input"].gate_t for r in res[1:]] == [0, 1, 0, 1]
+
+
+def test_skipconv_reset_every_frame():
+    q = specnets.passthrough((1, 1, 1))
+    m = EventModel(q, Policy("skipconv", reset_every=1), thresholds=specnets.thresholds(q, "input", 10))
+    res = [m.step(np.full((1, 1, 1), v)) for v in [100, 101, 103, 103, 110]]
+    assert [int(r.output[0, 0, 0]) for r in res] == [100, 101, 103, 103, 110]

@@ -189,3 +189,57 @@ def test_output_that_is_a_view():
     for r, f in zip(EventModel(q, Policy("evnet"), thresholds=th).run(video), video):
         np.testing.assert_array_equal(r.output, intref.dense(q, f)[q.output])
         assert r.output.shape == (3, 4, 4)
+
+
+def test_flush_frame_counts_every_input_pixel_sent():
+    q = specnets.passthrough((2, 3, 4))
+    r = EventModel(q, Policy("evnet")).step(np.full((2, 3, 4), 9))
+    assert r.kind == "flush"
+    assert (r.layers["input"].gate_u, r.layers["input"].gate_t) == (24, 24)
+    assert (r.layers["id"].gate_u, r.layers["id"].gate_t, r.layers["id"].acc_u) == (24, 24, 24)
+    assert r.events == 48
+
+
+def test_add_with_only_its_second_input_changed():
+    """Two 1x1 branches from the input into an add: the first branch holds its change (threshold at its
+    span), the second sends; the add's accumulator must still take the second term's deltas."""
+    b = GraphBuilder((1, 2, 2))
+    x = b.op("relu", b.conv("input", np.full((1, 1, 1, 1), 0.5), None))
+    y = b.op("relu", b.conv("input", np.full((1, 1, 1, 1), 0.25), None))
+    b.op("add", x, y)
+    q = convert(b.build(), np.array([np.zeros((1, 2, 2)), np.full((1, 2, 2), 255)], np.uint8))
+    first, second, add = q.layers()
+    assert [t.src for t in add.terms] == [first.name, second.name]
+    th = {g: np.zeros(q.tensors()[g].channels, np.int64) for g in q.gates()}
+    th[first.name][:] = q.tensors()[first.name].span
+    m = EventModel(q, Policy("evnet"), thresholds=th)
+    m.step(np.full((1, 2, 2), 100))
+    r = m.step(np.full((1, 2, 2), 140))
+    assert r.layers[first.name].gate_t == 0 and r.layers[second.name].gate_t == 4
+    sent = {n: m.b[n] - m.d[n] for n in (first.name, second.name)}      # transmitted values
+    want = sum(int(t.weight[0]) * sent[t.src] for t in add.terms)
+    np.testing.assert_array_equal(m.a[add.name], want)
+    assert r.layers[add.name].acc_ops == 4
+
+
+def test_all_zero_weights_under_memory_loss():
+    """A layer whose weights are all zero has the bound 0; its accumulator stays 0, which is no overflow."""
+    b = GraphBuilder((3,))
+    b.linear("input", np.zeros((2, 3)), None)
+    q = convert(b.build(), np.array([[0, 0, 0], [255, 255, 255]], np.uint8))
+    assert q.layers()[0].acc_bound == 0
+    res = EventModel(q, Policy("skipconv")).run(np.array([[0, 0, 0], [9, 200, 3], [0, 0, 0]], np.uint8))
+    assert all(not r.output.any() for r in res)
+
+
+def test_output_view_that_reads_the_input():
+    """concat(input, relu(conv(input))) as the output: the input part is the input gate's current value b."""
+    rng = np.random.default_rng(8)
+    b = GraphBuilder((1, 3, 3))
+    b.op("concat", "input", b.op("relu", b.conv("input", rng.normal(0, .5, (1, 1, 3, 3)), None, padding=1)))
+    q = convert(b.build(), rng.integers(0, 256, (3, 1, 3, 3)))
+    m = EventModel(q, Policy("evnet"), thresholds={g: np.zeros(q.tensors()[g].channels, np.int64) for g in q.gates()})
+    for f in rng.integers(0, 256, (3, 1, 3, 3)):
+        out = m.step(f).output
+        np.testing.assert_array_equal(out, intref.dense(q, f)[q.output])
+        np.testing.assert_array_equal(out[0], f[0])
