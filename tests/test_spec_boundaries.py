@@ -208,14 +208,16 @@ def test_rrm_refreshes_after_the_mean_truncation_passes_the_bound():
     assert [int(r.output[0, 0, 0]) for r in res] == [100, 100, 100, 110, 110, 110, 120]
 
 
-def test_skipconv_periodic_reset_zeroes_thresholds_on_multiples_of_n():
-    """reset_every = 2, input H = 10, +5 per frame: held on odd frames, sent on frames 2 and 4
+@pytest.mark.parametrize("gate", GATES)
+def test_skipconv_periodic_reset_zeroes_thresholds_on_multiples_of_n(gate):
+    """reset_every = 2, H = 10, +5 per frame: held on odd frames, sent on frames 2 and 4
     (threshold 0), where memory loss already dropped the previous frame's +5."""
     q = specnets.passthrough((1, 1, 1))
-    m = EventModel(q, Policy("skipconv", reset_every=2), thresholds=specnets.thresholds(q, "input", 10))
+    m = EventModel(q, Policy("skipconv", reset_every=2), thresholds=specnets.thresholds(q, gate, 10))
     res = [m.step(np.full((1, 1, 1), v)) for v in [100, 105, 110, 115, 116]]
     assert [int(r.output[0, 0, 0]) for r in res] == [100, 100, 105, 105, 106]
-    assert [r.layers["input"].gate_t for r in res[1:]] == [0, 1, 0, 1]
+    assert [r.layers[gate].gate_t for r in res[1:]] == [0, 1, 0, 1]
+    assert [r.frame for r in res] == [0, 1, 2, 3, 4] and m.t == 5
 
 
 def test_skipconv_reset_every_frame():
