@@ -121,3 +121,10 @@ def test_pool_reach_follows_every_pool_geometry():
     for p in L.pools:
         want, _ = _reach_ref(want, p["kernel"], p["stride"], p["pads"], p["dilation"])
     np.testing.assert_array_equal(golden.pool_reach(L, active), want)
+
+
+def test_apply_pools_uses_every_pool_geometry():
+    class L:
+        pools = [dict(kernel=(2, 3), stride=(1, 2), pads=(1, 0, 0, 1), dilation=(2, 1))]
+    v = np.random.default_rng(6).integers(-50, 50, (2, 9, 8))
+    np.testing.assert_array_equal(golden.apply_pools(L, v), intref.pool(v, L.pools[0], "max").astype(np.int64))

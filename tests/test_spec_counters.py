@@ -1,11 +1,14 @@
-"""Counters, state memory, policy and frame validation of the golden model, worked out by hand
-(docs/semantics.md §4-6)."""
+"""Counters, state memory, value function, policy and frame validation of the golden model, worked
+out by hand (docs/semantics.md §2, §4-6)."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 from evhw.convert import convert
 from evhw.errors import ConfigError, ShapeError
-from evhw.golden import EventModel, FrameResult, LayerCount, Policy, dense_forward, state_memory_bits
+from evhw.golden import (EventModel, FrameResult, LayerCount, Policy, dense_forward, state_memory_bits,
+                         value_pre_pool)
 from evhw.ir import GraphBuilder
 import intref
 import specnets
@@ -243,3 +246,34 @@ def test_output_view_that_reads_the_input():
         out = m.step(f).output
         np.testing.assert_array_equal(out, intref.dense(q, f)[q.output])
         np.testing.assert_array_equal(out[0], f[0])
+
+
+# ---------------------------------------------------------------------------------------- value function
+
+def _value_layer(**kw):
+    """The passthrough's identity layer (M = 2**14, S = 14: requant is the identity) with fields replaced."""
+    layer = specnets.passthrough((1, 1, 8)).layer("id")
+    out = dataclasses.replace(layer.out, lo=kw.pop("lo", layer.out.lo), hi=kw.pop("hi", layer.out.hi))
+    return dataclasses.replace(layer, out=out, **kw)
+
+
+ACC = np.array([[[-300, -129, -5, -1, 0, 1, 50, 300]]])
+
+
+@pytest.mark.parametrize("kw, want", [
+    (dict(act="none", lo=-128, hi=127), [-128, -128, -5, -1, 0, 1, 50, 127]),          # clamp both sides
+    (dict(act="relu", lo=-128, hi=127), [0, 0, 0, 0, 0, 1, 50, 127]),
+    (dict(act="relu6", act_hi=40, lo=0, hi=255), [0, 0, 0, 0, 0, 1, 40, 40]),          # clip below the range
+    (dict(act="leaky", leaky_num=13, leaky_shift=7, lo=-128, hi=127),                   # (v * 13) >> 7, floor
+     [-31, -14, -1, -1, 0, 1, 50, 127]),
+    (dict(act="none", lo=-128, hi=127, bias=np.array([-20])), [-128, -128, -25, -21, -20, -19, 30, 127]),
+])
+def test_value_function_table(kw, want):
+    assert value_pre_pool(_value_layer(**kw), ACC).reshape(-1).tolist() == want
+
+
+def test_flat_input_frames():
+    q = specnets.passthrough((6,))
+    assert dense_forward(q, np.arange(6).reshape(1, 2, 3))["out"].tolist() == list(range(6))
+    with pytest.raises(ShapeError, match=r"frame shape \(2, 2\) does not match the model input \(6,\)"):
+        dense_forward(q, np.zeros((2, 2)))
