@@ -119,3 +119,17 @@ def test_memory_loss_reaches_the_bound_exactly_then_stops():
     m = EventModel(q, Policy("evnet"), thresholds=th)
     m.run(np.array([[0, 0]] + cycle * 4, np.uint8))
     assert np.abs(m.a[s.name]).max() <= 254 * 255
+
+
+@pytest.mark.parametrize("bits", [8, 6])
+@pytest.mark.parametrize("kind, seed", NETS[:4] + NETS[-1:])
+def test_activation_ranges(kind, seed, bits):
+    """Unsigned [0, 2**b - 1] after ReLU/ReLU6, two's complement [-2**(b-1), 2**(b-1) - 1] otherwise."""
+    g = random_mlp(seed) if kind == "mlp" else random_cnn(seed)
+    q = convert(g, random_video(seed, g.input.attrs["shape"], frames=4), act_bits=bits, weight_bits=bits)
+    assert (q.input.lo, q.input.hi) == (0, 255)
+    for s in q.layers():
+        if s.mult is None:
+            continue                                  # the readout keeps the accumulator's range
+        want = (0, 2 ** bits - 1) if s.act in ("relu", "relu6") else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+        assert (s.out.lo, s.out.hi) == want, (s.name, s.act)

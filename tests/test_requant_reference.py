@@ -96,9 +96,12 @@ def test_params_multiplier_overflow_branch(ratio, want):
     assert want == ref_params(ratio)
 
 
-@pytest.mark.parametrize("ratio", [0.0, -1.0, np.inf, np.nan, 2.0 ** 15, 2.0 ** 15 - 2.0 ** -20, 2.0 ** -49])
-def test_params_out_of_range_are_refused(ratio):
-    with pytest.raises(QuantizationError):
+@pytest.mark.parametrize("ratio, msg", [(0.0, "positive and finite"), (-1.0, "positive and finite"),
+                                        (np.inf, "positive and finite"), (np.nan, "positive and finite"),
+                                        (2.0 ** 15, "out of range"), (2.0 ** 15 - 2.0 ** -20, "out of range"),
+                                        (2.0 ** -49, "out of range")])
+def test_params_out_of_range_are_refused(ratio, msg):
+    with pytest.raises(QuantizationError, match=msg):
         requant_params(np.array([ratio]))
 
 
