@@ -113,11 +113,16 @@ def term_dense(t: Term, x):
     return term_delta(t, x)
 
 
+def _sparse_enough(d):
+    """Whether a conv delta is better scattered column by column than convolved densely (speed only)."""
+    return np.count_nonzero(np.any(d != 0, axis=0)) * 4 < d.shape[1] * d.shape[2]
+
+
 def term_delta(t: Term, d):
     """A term applied to a delta tensor (zero padding: padded taps never change)."""
     a = t.attrs
     if t.kind == "conv":
-        if np.count_nonzero(np.any(d != 0, axis=0)) * 4 < d.shape[1] * d.shape[2]:
+        if _sparse_enough(d):
             return ops.conv2d_sparse(d, t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
                                      groups=a["groups"])
         return ops.conv2d(d[None], t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
@@ -130,6 +135,16 @@ def term_delta(t: Term, d):
     if t.kind == "scale":
         return d * t.weight.reshape((-1,) + (1,) * (d.ndim - 1))
     raise AssertionError(t.kind)
+
+
+def term_add(t: Term, d, acc):
+    """``acc += term_delta(t, d)``, in place (a sparse conv scatters straight into ``acc``)."""
+    if t.kind == "conv" and _sparse_enough(d):
+        a = t.attrs
+        ops.conv2d_sparse(d, t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
+                          groups=a["groups"], out=acc)
+    else:
+        acc += term_delta(t, d)
 
 
 def term_touched(t: Term, active):
@@ -595,7 +610,7 @@ class EventModel:
                     active = dlt != 0
                     if not active.any():
                         continue
-                    acc += term_delta(term, dlt)
+                    term_add(term, dlt, acc)
                     touched |= term_touched(term, active)
                     cost = int(self.full_costs[(s.name, i)][active.reshape(-1)].sum())
                     if term.is_mac:
