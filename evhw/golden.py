@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ops
-from .ir import window_out as ir_window_out
 from .errors import AccumulatorOverflowError, ConfigError, ShapeError
 from .floatmodel import host_op
+from .ir import window_out
 from .qnet import QLayer, QNet, QTensor, QView, Term
 
 POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
@@ -88,8 +88,8 @@ def pool_at(p: dict, pre, idx):
     c, h, w = pre.shape
     (kh, kw), (sh, sw), (dh, dw) = p["kernel"], p["stride"], p["dilation"]
     pt, pl = p["pads"][0], p["pads"][1]
-    oh = ir_window_out(h, kh, sh, pt, p["pads"][2], dh)
-    ow = ir_window_out(w, kw, sw, pl, p["pads"][3], dw)
+    oh = window_out(h, kh, sh, pt, p["pads"][2], dh)
+    ow = window_out(w, kw, sw, pl, p["pads"][3], dw)
     ch, pos = np.divmod(idx, oh * ow)
     y0, x0 = np.divmod(pos, ow)
     y0, x0 = y0 * sh - pt, x0 * sw - pl
