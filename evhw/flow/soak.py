@@ -249,8 +249,11 @@ def _client(cluster, workers, processes):
         except (OSError, TimeoutError, ValueError) as e:
             raise ConfigError(f"--cluster {cluster}: cannot connect to a Dask scheduler ({e})") from None
     import logging
-    lc = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
-                      host="127.0.0.1", silence_logs=logging.ERROR)
+    # only on this machine; the scheduler's HTTP routes (always served) on a free port, not 8787;
+    # threads (tests): in-process comms
+    where = {"host": "127.0.0.1"} if processes else {}
+    lc = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address="127.0.0.1:0",
+                      silence_logs=logging.ERROR, **where)
     return Client(lc), lc
 
 
