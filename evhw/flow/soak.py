@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rtl_gen.limits import HW_POLICIES
+from sim.limits import SIMULATORS
+
 from ..errors import ConfigError, EvhwError
 from .netgen import NET_KINDS, random_hw_graph
 
@@ -50,9 +53,9 @@ class Campaign:
     """A campaign's seed and choice lists; ``generator``: ``module:function`` replacing
     :func:`rtl_gen.export.generate` (tests inject broken designs with it)."""
     seed: int = 0
-    simulators: tuple = ("verilator", "icarus")
+    simulators: tuple = SIMULATORS
     pes: tuple = (1, 2, 4, 8)
-    policies: tuple = ("evnet", "skipconv", "dense")
+    policies: tuple = HW_POLICIES
     nets: tuple = NET_KINDS
     max_frames: int = 3
     generator: str | None = None
@@ -106,13 +109,25 @@ def make_case(p: dict):
         shape = tuple(g.input.attrs["shape"])
         frames = frames_for(p["video"], shape, p["frames"])
         calib = np.concatenate([frames, rng.integers(0, 256, (4, *shape))]).astype(np.uint8)
-        q = convert(g, calib, threshold=p["threshold"])
+        q = _convert(convert, g, calib, p["threshold"])
         try:
             HwPlan.from_qnet(q, pes=p["pes"])
             return q, g, frames
         except UnsupportedHardwareError:
             continue
     raise EvhwError(f"no network of kind {p['net']} the hardware accepts in {DRAW_ATTEMPTS} draws")
+
+
+def _convert(convert, g, calib, h):
+    """Convert at threshold ``h``, halved while it exceeds what a gate's accumulator bound allows."""
+    for _ in range(12):
+        try:
+            return convert(g, calib, threshold=h)
+        except ConfigError as e:
+            if "threshold" not in str(e) or h == 0:
+                raise
+            h = round(h / 2, 6)
+    return convert(g, calib, threshold=0.0)
 
 
 def _generator(spec):
