@@ -18,6 +18,8 @@ from ..ir import GraphBuilder
 
 NET_KINDS = ("cnn", "mlp", "linear")
 _ACTS = ("relu", "relu6", "leakyrelu")
+#: flat input sizes: squares, so that video frames (resized to sqrt(F) x sqrt(F)) fill them
+FLAT_INPUTS = (16, 36, 64)
 
 
 def _act(b, rng, x):
@@ -57,7 +59,7 @@ def _he(rng, shape):
 
 
 def _mlp(rng, name):
-    f = int(rng.choice([8, 16, 32, 64]))
+    f = int(rng.choice(FLAT_INPUTS))
     b = GraphBuilder((f,), name=name)
     x = "input"
     for _ in range(int(rng.integers(1, 3))):
@@ -70,7 +72,7 @@ def _mlp(rng, name):
 
 
 def _linear(rng, name):
-    f = int(rng.choice([16, 32, 64]))
+    f = int(rng.choice(FLAT_INPUTS))
     o = int(rng.integers(1, 9))
     b = GraphBuilder((f,), name=name)
     b.linear("input", rng.normal(0, .2, (o, f)), rng.normal(0, .1, o))
