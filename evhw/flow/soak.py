@@ -162,9 +162,9 @@ def classify(res):
         return "error", str(res["error"])
     if not (res["bit_exact"] and res["counters_match"]):
         first = res["mismatches"][0] if res["mismatches"] else {}
-        return "mismatch", (f"{sum(res['mismatch_counts'].values()) if isinstance(res['mismatch_counts'], dict) else ''}"
-                            f" mismatches; first: frame {first.get('frame')} {first.get('what')} got "
-                            f"{first.get('got')} expected {first.get('expected')}").strip()
+        where = (f"; first: frame {first.get('frame')} {first.get('what')} got {first.get('got')} expected "
+                 f"{first.get('expected')}") if first else ""
+        return "mismatch", f"not bit-exact (mismatches {res['mismatch_counts']}){where}"
     return "ok", ""
 
 
