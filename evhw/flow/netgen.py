@@ -20,6 +20,8 @@ NET_KINDS = ("cnn", "mlp", "linear")
 _ACTS = ("relu", "relu6", "leakyrelu")
 #: flat input sizes: squares, so that video frames (resized to sqrt(F) x sqrt(F)) fill them
 FLAT_INPUTS = (16, 36, 64)
+#: image input channels: gray or colour, what real clips provide
+CHANNELS = (1, 3)
 
 
 def _act(b, rng, x):
@@ -28,7 +30,7 @@ def _act(b, rng, x):
 
 
 def _cnn(rng, name):
-    cin = int(rng.integers(1, 3))
+    cin = int(rng.choice(CHANNELS))
     size = int(rng.choice([4, 6, 8]))
     b = GraphBuilder((cin, size, size), name=name)
     c = int(rng.integers(1, 6))
