@@ -116,7 +116,7 @@ def _stop(p):
 def test_campaign_on_a_separate_scheduler(tmp_path, require_simulator):
     """`--cluster` on a `dask scheduler` and `dask worker` running as their own processes on 127.0.0.1."""
     require_simulator("icarus")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
     addr_file = tmp_path / "scheduler.json"
     procs = []
     with open(tmp_path / "dask.log", "w") as log:
