@@ -16,3 +16,8 @@ def generate_refused(q, *, pes, out_dir, graph=None):
     """A generator that refuses every network (a run that ends in an error before simulating)."""
     from rtl_gen.errors import UnsupportedHardwareError
     raise UnsupportedHardwareError(f"{q.name}: refused by the test generator")
+
+
+def generate_stuck(q, *, pes, out_dir, graph=None):
+    """The stand-in that never raises ``out.valid`` (a hung design)."""
+    return generate_standin(q, graph, out_dir=out_dir, bug="stuck")

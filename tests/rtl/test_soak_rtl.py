@@ -85,6 +85,19 @@ def test_broken_design_is_caught_saved_and_replayed(tmp_path, capsys, require_si
     assert rep["status"] == "mismatch" and rep["recorded"] == "mismatch" and "events:input" in rep["message"]
 
 
+def test_hung_design_is_reported_as_a_hang(tmp_path, capsys, require_simulator):
+    """The stand-in that never sends an output: the simulated-time budget ends the run as a hang."""
+    require_simulator("icarus")
+    code, out, err = run(capsys, "soak", "--runs", "1", "--seed", "3", "--simulators", "icarus", "--pes", "1",
+                         "--nets", "linear", "--policies", "evnet", "--frames", "2", "--workers", "1", "--threads",
+                         "--generator", "soak_standin:generate_stuck", "--db", str(tmp_path / "soak.sqlite"), "--json")
+    assert code == 1, err
+    res = json.loads(out)
+    assert (res["hangs"], res["mismatches"], res["errors"], len(res["failures"])) == (1, 0, 0, 1)
+    info = json.loads((tmp_path / "soak-repro" / res["failures"][0] / "run.json").read_text())
+    assert info["status"] == "hang" and "Timeout" in info["message"] and "0 of 2 frames" in info["message"]
+
+
 def test_unknown_replay_and_bad_flags_exit_2(tmp_path, capsys):
     db = tmp_path / "soak.sqlite"
     for args, word in [(["--replay", "nope"], "nope"), (["--replay", "../x"], "../x"), (["--pes", "0"], "--pes"),
