@@ -162,9 +162,9 @@ class Scoreboard:
 
     @property
     def bit_exact(self):
-        """Every checked frame's outputs, ``last`` flags and event counts matched (and frames were checked)."""
-        return self.checked == len(self.expected) and self.counts["exact"] == 0
+        """Every frame was checked (at least one) and its outputs, ``last`` flags and event counts matched."""
+        return bool(self.expected) and self.checked == len(self.expected) and self.counts["exact"] == 0
 
     @property
     def counters_match(self):
-        return self.checked == len(self.expected) and self.counts["counter"] == 0
+        return bool(self.expected) and self.checked == len(self.expected) and self.counts["counter"] == 0

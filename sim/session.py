@@ -15,7 +15,7 @@ from rtl_gen.builddir import BuildDir
 
 from .job import Corruption, SimJob, new_run_id
 from .limits import MAX_STALL
-from .runner import CLOCK_NS, run_cocotb
+from .runner import CLOCK_NS, SimError, run_cocotb
 
 TB_MODULE = "sim.tb.evhw_top_tb"
 
@@ -46,6 +46,8 @@ def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_eve
     the frames that many times, with ``rst`` (and a flush frame) in between. Returns the summary
     dict (see :func:`summarize`); ``assert_exact`` makes a mismatch fail the cocotb test as well.
     """
+    if len(frames) == 0 or sequences < 1:
+        raise SimError(f"nothing to simulate: {len(frames)} frames x {sequences} sequences")
     build_dir = Path(build_dir).resolve()
     manifest = BuildDir.open(build_dir).manifest
     pes = manifest.pes
@@ -87,7 +89,7 @@ def summarize(res, manifest, *, policy, n_frames):
                           "updates": sum(r["expected"]["updates"].values()),
                           "updates_got": sum(int(v) for v in st["updates"].values()),
                           "pe_busy": st["pe_busy"], "syn_cycles": st["syn_cycles"], "bit_exact": r["bit_exact"]})
-    done = len(rows) == n_frames
+    done = n_frames > 0 and len(rows) == n_frames          # zero frames is never a bit-exact run
     return {
         "frames": n_frames,
         "frames_run": len(rows),

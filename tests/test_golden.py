@@ -1,4 +1,6 @@
 """Properties of the integer golden model over random networks covering every layer type."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from evhw.convert import convert, set_thresholds
 from evhw.golden import EventModel, Policy, dense_forward, term_dense
 from evhw.qnet import QView
 from netgen import random_cnn, random_mlp, random_video
+import intref
 
 SEEDS = range(8)
 
@@ -149,7 +152,7 @@ def test_independent_of_delta_order(seed, monkeypatch):
     _, q, video = _net(seed)
     set_thresholds(q, 0.05)
     ref = EventModel(q, Policy("evnet")).run(video[:5])
-    monkeypatch.setattr(golden, "term_delta", _sequential_term_delta(np.random.default_rng(abs(hash(str(seed))) % 1000)))
+    monkeypatch.setattr(golden, "term_delta", _sequential_term_delta(np.random.default_rng(zlib.crc32(str(seed).encode()))))
     seq = EventModel(q, Policy("evnet")).run(video[:5])
     for a, b in zip(ref, seq):
         np.testing.assert_array_equal(a.output, b.output)
@@ -161,8 +164,8 @@ def test_dense_policy_counts_dense_every_frame():
     set_thresholds(q, 0.2)
     res = EventModel(q, Policy("dense")).run(video)
     assert all(r.kind == "flush" and r.event_macs == r.dense_macs for r in res)
-    for r, f in zip(res, video):
-        np.testing.assert_array_equal(r.output, dense_forward(q, f)[q.output])
+    for r, f in zip(res, video):      # the dense policy runs dense_forward: check it against the reference
+        np.testing.assert_array_equal(r.output, intref.dense(q, f)[q.output])
 
 
 def test_rrm_refreshes_exactly_when_truncation_accumulates():
@@ -171,9 +174,9 @@ def test_rrm_refreshes_exactly_when_truncation_accumulates():
     res = EventModel(q, Policy("rrm", rrm_bound=1e-3)).run(video)
     kinds = [r.kind for r in res]
     assert kinds[0] == "flush" and "flush" in kinds[1:] and "event" in kinds[1:]
-    for r, f in zip(res, video):
+    for r, f in zip(res, video):      # a flush runs dense_forward: check it against the reference
         if r.kind == "flush":
-            np.testing.assert_array_equal(r.output, dense_forward(q, f)[q.output])
+            np.testing.assert_array_equal(r.output, intref.dense(q, f)[q.output])
 
 
 def test_memory_loss_loses_what_evnet_keeps():

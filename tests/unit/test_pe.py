@@ -1,9 +1,12 @@
 """PE unit tests (amaranth.sim): synaptic pipeline and gate unit against the golden model."""
+import zlib
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from evhw.golden import apply_pools, pool_reach, requantize, term_delta, term_touched, value_pre_pool
+from evhw.golden import (EventModel, LayerCount, Policy, apply_pools, pool_reach, requantize, term_delta, term_touched,
+                         value_pre_pool)
 from rtl_gen.gateware.pe import PE
 from rtl_gen.plan import HwPlan
 from tests.unit.nets import tiny_acts, tiny_cnn, tiny_mlp
@@ -23,6 +26,11 @@ def _src_events(rng, shape, n, burst):
         for _ in range(int(rng.integers(1, 4)) if burst else 1):
             ev.append((c, y, x, int(rng.integers(-20, 21)) or 1))
     return ev[:n]
+
+
+def _seed(*key):
+    """A stable seed per test case (``hash`` of a string changes every process), so failures replay."""
+    return zlib.crc32(repr(key).encode())
 
 
 def _owned(q, layer_name, P, pe):
@@ -47,7 +55,7 @@ def test_synaptic_matches_golden(net, layer, P, pe_i):
     plan = HwPlan.from_qnet(q, pes=P)
     lp = next(l for l in plan.layers if l.name == layer)
     ql = q.layer(layer)
-    rng = np.random.default_rng(hash((net, layer, P, pe_i)) % 2**32)
+    rng = np.random.default_rng(_seed(net, layer, P, pe_i))
     dut = PE(plan, index=pe_i)
     events = []                                     # (term, c, y, x, delta)
     for ti in lp.terms:
@@ -102,22 +110,9 @@ def _feed(rng, plan, lp, q, n, scale):
     return events
 
 
-@pytest.mark.parametrize("net, layer, P, pe_i", [
-    ("cnn", "conv0", 2, 1), ("cnn", "add0", 1, 0), ("cnn", "globalavgpool0", 2, 0), ("mlp", "linear0", 3, 1),
-    ("acts", "conv0", 1, 0), ("acts", "conv1", 2, 0), ("cnn", "linear0", 2, 1), ("acts", "conv2", 2, 1),
-])
-@pytest.mark.parametrize("mode", ["evnet", "memloss", "flush"])
-def test_gate_matches_golden(net, layer, P, pe_i, mode):
-    from evhw.golden import EventModel, LayerCount, Policy
-    q = _net(net)
-    plan = HwPlan.from_qnet(q, pes=P)
-    lp = next(l for l in plan.layers if l.name == layer)
-    if lp.readout and mode != "evnet":
-        pytest.skip("the readout has no gate")
-    ql = q.layer(layer)
-    rng = np.random.default_rng(hash((net, layer, P, pe_i, mode)) % 2**32)
-    dut = PE(plan, index=pe_i)
-    owned = _owned(q, layer, P, pe_i)
+def _gate_case(q, plan, lp, ql, layer, owned, mode, rng):
+    """Random synaptic events, gate state and thresholds; the golden events this PE must send."""
+    th = b0 = d0 = None
     events = _feed(rng, plan, lp, q, 12, 6)
     acc = np.zeros(ql.acc_shape, np.int64)
     touched = np.zeros(ql.acc_shape, bool)
@@ -152,6 +147,29 @@ def test_gate_matches_golden(net, layer, P, pe_i, mode):
         s3 = sent.reshape(lp.gate_shape)
         expected = sorted((c, y, x, int(s3[c, y, x])) for c, y, x in zip(*np.nonzero(s3)) if c in owned)
         expected_bd = (model.b[layer].reshape(lp.gate_shape), model.d[layer].reshape(lp.gate_shape))
+    return events, th, b0, d0, expected, expected_bd
+
+
+@pytest.mark.parametrize("net, layer, P, pe_i", [
+    ("cnn", "conv0", 2, 1), ("cnn", "add0", 1, 0), ("cnn", "globalavgpool0", 2, 0), ("mlp", "linear0", 3, 1),
+    ("acts", "conv0", 1, 0), ("acts", "conv1", 2, 0), ("cnn", "linear0", 2, 1), ("acts", "conv2", 2, 1),
+])
+@pytest.mark.parametrize("mode", ["evnet", "memloss", "flush"])
+def test_gate_matches_golden(net, layer, P, pe_i, mode):
+    q = _net(net)
+    plan = HwPlan.from_qnet(q, pes=P)
+    lp = next(l for l in plan.layers if l.name == layer)
+    if lp.readout and mode != "evnet":
+        pytest.skip("the readout has no gate")
+    ql = q.layer(layer)
+    dut = PE(plan, index=pe_i)
+    owned = _owned(q, layer, P, pe_i)
+    for attempt in range(20):           # a case where nothing is sent would compare two empty lists
+        rng = np.random.default_rng([_seed(net, layer, P, pe_i, mode), attempt])
+        events, th, b0, d0, expected, expected_bd = _gate_case(q, plan, lp, ql, layer, owned, mode, rng)
+        if expected:
+            break
+    assert expected, "no non-trivial case in 20 attempts"
     got = {"ev": []}
 
     async def testbench(ctx):

@@ -3,17 +3,33 @@ import numpy as np
 import pytest
 
 from evhw.convert import convert
+from evhw.ir import GraphBuilder
 from rtl_gen.errors import UnsupportedHardwareError
 from rtl_gen.plan import HwPlan
-from tests.netgen import random_cnn
 from tests.unit.nets import tiny_cnn
 
 
+def _small(view=None, groups=1):
+    """conv 1->4 + ReLU, conv 4->4 (``groups``) + ReLU, optional ``view`` op, 1x1 conv readout."""
+    rng = np.random.default_rng(3)
+    b = GraphBuilder((1, 8, 8))
+    x = b.op("relu", b.conv("input", rng.normal(0, .5, (4, 1, 3, 3)), None, padding=1))
+    x = b.op("relu", b.conv(x, rng.normal(0, .5, (4, 4 // groups, 3, 3)), None, padding=1, groups=groups))
+    if view:
+        x = b.op(view, x, scale=2)
+    b.conv(x, rng.normal(0, .5, (2, 4, 1, 1)), None)
+    return convert(b.build(), rng.integers(0, 256, (4, 1, 8, 8)))
+
+
 def test_refuses_grouped_conv():
-    g = random_cnn(1, size=8)
-    q = convert(g, np.random.default_rng(0).integers(0, 256, (4, 1, 8, 8)))
-    with pytest.raises(UnsupportedHardwareError, match=r"(layer|view) '.*': .*(grouped|upsample|concat|max-pool)"):
-        HwPlan.from_qnet(q, pes=2)
+    HwPlan.from_qnet(_small(), pes=2)                      # the same network without groups is supported
+    with pytest.raises(UnsupportedHardwareError, match=r"^layer 'conv1': grouped convolution \(groups=2\)$"):
+        HwPlan.from_qnet(_small(groups=2), pes=2)
+
+
+def test_refuses_upsample():
+    with pytest.raises(UnsupportedHardwareError, match=r"^view 'upsample0': upsample is not supported"):
+        HwPlan.from_qnet(_small(view="upsample"), pes=2)
 
 
 @pytest.mark.parametrize("pes", [0, 17, 2.0, True])
