@@ -17,6 +17,7 @@ import numpy as np
 from . import ops
 from .errors import AccumulatorOverflowError, ConfigError, ShapeError
 from .floatmodel import host_op
+from .ir import window_out
 from .qnet import QLayer, QNet, QTensor, QView, Term
 
 POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
@@ -26,27 +27,40 @@ POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
 # value function and linear terms
 
 def requantize(x, mult, shift):
-    """``(x * M + 2**(S-1)) >> S``: round half towards +infinity, arithmetic shift (floor)."""
+    """``(x * M + 2**(S-1)) >> S``: round half towards +infinity, arithmetic shift (floor).
+
+    ``mult`` and ``shift`` are per channel (axis 0 of ``x``), or per element for a 1-D ``x``."""
     mult = mult.reshape((-1,) + (1,) * (x.ndim - 1))
     shift = shift.reshape((-1,) + (1,) * (x.ndim - 1))
     half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
     return np.right_shift(x * mult + half, shift)
 
 
-def value_pre_pool(layer: QLayer, acc):
-    """Value before max-pooling: clamp(act(requant(a + bias))), or a + bias for a readout layer."""
-    x = acc + layer.bias.reshape((-1,) + (1,) * (acc.ndim - 1))
+def value_pre_pool(layer: QLayer, acc, chan=None):
+    """Value before max-pooling: clamp(act(requant(a + bias))), or a + bias for a readout layer.
+
+    Element-wise. ``acc`` is a whole accumulator tensor, or, with ``chan`` (each element's channel), a
+    1-D gather of some of its elements: the event path evaluates only the touched elements this way
+    (docs/semantics.md, "Which elements are evaluated").
+    """
+    if chan is None:
+        def per(p):   # per-channel parameter, broadcast over the tensor's positions
+            return np.asarray(p, dtype=np.int64).reshape((-1,) + (1,) * (acc.ndim - 1))
+    else:
+        def per(p):   # per-channel parameter, picked per gathered element
+            p = np.asarray(p, dtype=np.int64).reshape(-1)
+            return p[chan] if p.size > 1 else p
+    x = acc + per(layer.bias)
     if layer.mult is None:
         return x
-    v = requantize(x, layer.mult, layer.shift)
+    v = requantize(x, per(layer.mult).reshape(-1), per(layer.shift).reshape(-1))
     if layer.act == "relu":
         v = np.maximum(v, 0)
     elif layer.act == "relu6":
         v = np.clip(v, 0, layer.act_hi)
     elif layer.act in ("leaky", "prelu"):
         # negative values times the (per-channel) slope num / 2**shift, rounded down (arithmetic shift)
-        num = np.asarray(layer.leaky_num, dtype=np.int64).reshape((-1,) + (1,) * (v.ndim - 1))
-        v = np.where(v >= 0, v, np.right_shift(v * num, layer.leaky_shift))
+        v = np.where(v >= 0, v, np.right_shift(v * per(layer.leaky_num), layer.leaky_shift))
     elif layer.act == "clip":
         v = np.clip(v, layer.act_lo if layer.act_lo is not None else layer.out.lo,
                     layer.act_hi if layer.act_hi is not None else layer.out.hi)
@@ -68,6 +82,28 @@ def pool_reach(layer: QLayer, touched):
     return touched
 
 
+def pool_at(p: dict, pre, idx):
+    """One max-pool evaluated only at the flat output indices ``idx``: the max over each window of the
+    pre-pool values ``pre`` (C, H, W); padded taps never win (same result as :func:`ops.pool2d`)."""
+    c, h, w = pre.shape
+    (kh, kw), (sh, sw), (dh, dw) = p["kernel"], p["stride"], p["dilation"]
+    pt, pl = p["pads"][0], p["pads"][1]
+    oh = window_out(h, kh, sh, pt, p["pads"][2], dh)
+    ow = window_out(w, kw, sw, pl, p["pads"][3], dw)
+    ch, pos = np.divmod(idx, oh * ow)
+    y0, x0 = np.divmod(pos, ow)
+    y0, x0 = y0 * sh - pt, x0 * sw - pl
+    flat = pre.reshape(-1)
+    out = np.full(idx.shape, np.iinfo(np.int64).min, dtype=np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            y, x = y0 + ky * dh, x0 + kx * dw
+            ok = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            src = (ch * h + np.clip(y, 0, h - 1)) * w + np.clip(x, 0, w - 1)
+            np.maximum(out, np.where(ok, flat[src], out), out=out)
+    return out
+
+
 def term_dense(t: Term, x):
     """A term applied to dense values (dense model, flush)."""
     if t.kind == "conv":
@@ -77,11 +113,16 @@ def term_dense(t: Term, x):
     return term_delta(t, x)
 
 
+def _sparse_enough(d):
+    """Whether a conv delta is better scattered column by column than convolved densely (speed only)."""
+    return np.count_nonzero(np.any(d != 0, axis=0)) * 4 < d.shape[1] * d.shape[2]
+
+
 def term_delta(t: Term, d):
     """A term applied to a delta tensor (zero padding: padded taps never change)."""
     a = t.attrs
     if t.kind == "conv":
-        if np.count_nonzero(np.any(d != 0, axis=0)) * 4 < d.shape[1] * d.shape[2]:
+        if _sparse_enough(d):
             return ops.conv2d_sparse(d, t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
                                      groups=a["groups"])
         return ops.conv2d(d[None], t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
@@ -94,6 +135,16 @@ def term_delta(t: Term, d):
     if t.kind == "scale":
         return d * t.weight.reshape((-1,) + (1,) * (d.ndim - 1))
     raise AssertionError(t.kind)
+
+
+def term_add(t: Term, d, acc):
+    """``acc += term_delta(t, d)``, in place (a sparse conv scatters straight into ``acc``)."""
+    if t.kind == "conv" and _sparse_enough(d):
+        a = t.attrs
+        ops.conv2d_sparse(d, t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
+                          groups=a["groups"], out=acc)
+    else:
+        acc += term_delta(t, d)
 
 
 def term_touched(t: Term, active):
@@ -238,6 +289,18 @@ def _chunks(shape, granularity, norm_gate):
     return np.arange(c)[:, None, None] * nb + (by * nbx + bx)[None]
 
 
+def _members(ids):
+    """Chunk id -> the flat indices of its members, one row per chunk, padded with -1."""
+    flat = ids.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    sizes = np.bincount(flat)
+    start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    rank = np.arange(flat.size) - np.repeat(start, sizes)
+    m = np.full((sizes.size, int(sizes.max())), -1, np.int64)
+    m[flat[order], rank] = order
+    return m
+
+
 @dataclass
 class LayerCount:
     dense_macs: int = 0
@@ -335,10 +398,18 @@ class EventModel:
 
     >>> m = EventModel(qnet, Policy("evnet"))
     >>> out = m.step(frame).output
+
+    Each event frame evaluates value functions and gates only on the touched elements (gathered,
+    computed, scattered back). ``reference=True`` evaluates them on every element instead, the
+    literal reading of docs/semantics.md; both give the same values, state and counters (an
+    unevaluated element has ``v = b`` and its gate does not change), tests/test_golden_fastpath.py
+    checks it.
     """
 
-    def __init__(self, q: QNet, policy: Policy | None = None, thresholds: dict | None = None):
+    def __init__(self, q: QNet, policy: Policy | None = None, thresholds: dict | None = None, *,
+                 reference: bool = False):
         self.q = q
+        self.reference = reference
         self.policy = policy or Policy()
         self.tensors = q.tensors()
         self.costs = mac_reach(q)
@@ -346,6 +417,10 @@ class EventModel:
                             for k, v in self.costs.items()}
         self.chunk_ids = {g: _chunks(self.tensors[g].shape, self.policy.granularity,
                                      self.policy.norm_gate) for g in q.gates()}
+        self.chunk_members = {g: _members(ids) for g, ids in self.chunk_ids.items() if ids is not None}
+        self.chunk_flat = {g: ids.reshape(-1) for g, ids in self.chunk_ids.items() if ids is not None}
+        self.full_costs = {k: np.ascontiguousarray(np.broadcast_to(v, self.tensors[self._term(k).src].shape)).reshape(-1)
+                           for k, v in self.costs.items()}
         self.set_thresholds(thresholds if thresholds is not None else q.thresholds)
         self.reset()
 
@@ -369,6 +444,7 @@ class EventModel:
         """Start a new sequence: the next frame is exact (flush, or warm-up from the null state)."""
         self.t = 0
         self.a, self.b, self.d = {}, {}, {}
+        self.pre = {}     # max-pooled layers: pre-pool values (the hardware's max-pool value buffer)
         self.trunc = 0.0
         self.refresh = False
         if self.policy.init == "warmup":
@@ -378,6 +454,7 @@ class EventModel:
     def _load_dense(self, frame):
         vals, accs = dense_forward(self.q, frame, with_acc=True)
         self.a = {k: v.copy() for k, v in accs.items()}
+        self.pre = {}     # rebuilt from the accumulators when next needed
         for gname in self.q.gates():
             self.b[gname] = vals[gname].copy()
             self.d[gname] = np.zeros_like(vals[gname])
@@ -426,6 +503,75 @@ class EventModel:
         counts.gate_t += int(np.count_nonzero(sent))
         return sent
 
+    def _gate_at(self, gname, idx, vi, zero_th, counts: LayerCount):
+        """:meth:`_gate` computed on the evaluated elements only: flat indices ``idx``, new values ``vi``.
+
+        Same rule, same result: elsewhere ``v = b``, so ``d`` does not change and, per neuron, nothing
+        fires; a chunk can fire only if one of its members is evaluated (docs/semantics.md,
+        "Which elements are evaluated", "Granularity")."""
+        t, pol = self.tensors[gname], self.policy
+        b, d = self.b[gname].reshape(-1), self.d[gname].reshape(-1)      # views of the gate state
+        dv = d[idx] + (vi - b[idx])
+        d[idx] = dv
+        b[idx] = vi
+        h = np.zeros(t.channels, np.int64) if zero_th else self.thresholds[gname]
+        plane = d.size // t.channels                                      # elements per channel
+        sent = np.zeros(t.shape, np.int64)
+        sf = sent.reshape(-1)
+        counts.gate_u += int(idx.size)
+        if pol.kind == "sigmadelta":                  # neuron granularity only (Policy checks)
+            q = np.maximum(h[idx // plane], 1)
+            n = np.sign(dv) * ((np.abs(dv) + q // 2) // q)
+            sf[idx] = n * q
+            d[idx] = dv - n * q
+            counts.gate_t += int(np.count_nonzero(n))
+            return sent
+        ids = self.chunk_ids[gname]
+        if ids is None:
+            fire = np.abs(dv) > h[idx // plane]
+            fired_idx = idx[fire]
+        else:
+            cid = self.chunk_flat[gname][idx]                            # chunk of each evaluated element
+            cand = np.unique(cid)                                         # chunks with an evaluated member
+            mem = self.chunk_members[gname][cand]
+            ok = mem >= 0
+            mem = np.where(ok, mem, 0)
+            dm, hm = np.abs(d[mem]), h[mem // plane]
+            if pol.norm_gate:
+                over = np.where(ok, dm - hm, 0).sum(axis=1) > 0
+            else:
+                over = (ok & (dm > hm)).any(axis=1)
+            counts.chunks_fired += int(over.sum())
+            fired_idx = mem[over][ok[over]]                               # a fired chunk sends every member
+            fire = over[np.searchsorted(cand, cid)]
+        sf[fired_idx] = d[fired_idx]
+        counts.gate_t += int(np.count_nonzero(sf[fired_idx]))
+        if pol.memory_loss:
+            lost = np.zeros(t.shape, np.int64)
+            keep = idx[~fire]
+            lost.reshape(-1)[keep] = np.abs(d[keep])
+            self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())
+            d[idx] = 0
+        d[fired_idx] = 0
+        return sent
+
+    def _value_at(self, s: QLayer, acc, touched, idx):
+        """Layer values at the flat output indices ``idx`` (post-pool), computing the value function
+        only where the accumulator was touched; a max-pooled layer keeps its pre-pool values."""
+        plane = acc.size // acc.shape[0]
+        af = acc.reshape(-1)
+        if not s.pools:
+            return value_pre_pool(s, af[idx], idx // plane)
+        pre = self.pre.get(s.name)
+        if pre is None:
+            pre = self.pre[s.name] = value_pre_pool(s, acc)
+        else:
+            tidx = np.flatnonzero(touched)
+            pre.reshape(-1)[tidx] = value_pre_pool(s, af[tidx], tidx // plane)
+        if len(s.pools) == 1:
+            return pool_at(s.pools[0], pre, idx)
+        return apply_pools(s, pre).reshape(-1)[idx]
+
     def step(self, frame) -> FrameResult:
         """Process one frame; returns its output and counters."""
         x = check_frame(self.q, frame)
@@ -447,7 +593,10 @@ class EventModel:
             kind = "event"
             zero_th = pol.reset_every is not None and t > 0 and t % pol.reset_every == 0
             ci = counts["input"] = LayerCount()
-            deltas = {"input": self._gate("input", x, np.ones(x.shape, bool), warm, zero_th, ci)}
+            if warm or self.reference:
+                deltas = {"input": self._gate("input", x, np.ones(x.shape, bool), warm, zero_th, ci)}
+            else:   # the input gate evaluates every pixel
+                deltas = {"input": self._gate_at("input", np.arange(x.size), x.reshape(-1), zero_th, ci)}
             values = {}
             for s in self.q.steps:
                 if isinstance(s, QView):
@@ -461,27 +610,38 @@ class EventModel:
                     active = dlt != 0
                     if not active.any():
                         continue
-                    acc += term_delta(term, dlt)
+                    term_add(term, dlt, acc)
                     touched |= term_touched(term, active)
-                    cost = int((np.broadcast_to(self.costs[(s.name, i)], dlt.shape) * active).sum())
+                    cost = int(self.full_costs[(s.name, i)][active.reshape(-1)].sum())
                     if term.is_mac:
                         c.event_macs += cost
                     else:
                         c.acc_ops += cost
                 self._count_dense(s, c, event=True)
-                if np.abs(acc).max(initial=0) > s.acc_bound and pol.memory_loss:
+                if pol.memory_loss and np.abs(acc).max(initial=0) > s.acc_bound:
                     raise AccumulatorOverflowError(
                         f"frame {t}: accumulator of layer {s.name!r} drifted past its proven bound {s.acc_bound} "
                         f"under the memory-loss policy {pol.kind!r}; use periodic resets or the rrm policy")
                 c.acc_u = int(touched.sum())
-                v = apply_pools(s, value_pre_pool(s, acc))
                 evaluated = pool_reach(s, touched) if s.pools else touched
                 if s.pools:
                     c.buffer_reads = int(np.prod(s.acc_shape))
                     c.buffer_writes = c.acc_u
+                if self.reference or not s.gated:
+                    v = apply_pools(s, value_pre_pool(s, acc))      # every element
+                    if s.gated:
+                        deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
+                else:
+                    idx = np.flatnonzero(evaluated)
+                    vi = self._value_at(s, acc, touched, idx)     # only where something changed
+                    if warm:
+                        v = self.b[s.name].copy()
+                        v.reshape(-1)[idx] = vi
+                        deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
+                    else:
+                        deltas[s.name] = self._gate_at(s.name, idx, vi, zero_th, c)
+                    v = self.b[s.name]                             # = the layer's values, every element
                 values[s.name] = v
-                if s.gated:
-                    deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
             outs = [self._readout(values, o) for o in self.q.outputs]
             if pol.kind == "rrm":
                 n = sum(int(np.prod(self.tensors[gn].shape)) for gn in self.q.gates())

@@ -67,33 +67,41 @@ def conv2d(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1,
     return _back(out.reshape(n, o, oh, ow), x)
 
 
-def conv2d_sparse(delta, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
-    """Same result as :func:`conv2d` (zero padding) for one sparse frame ``delta`` of shape (C, H, W).
+def conv2d_sparse(delta, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, out=None):
+    """Same result as :func:`conv2d` (zero padding) for one sparse integer frame ``delta`` (C, H, W).
 
     Scatters only the pixel columns that hold a non-zero delta: cost follows the amount of change.
+    One matrix product gives every column's contribution to every tap; each tap then adds its
+    contributions to distinct output positions. With ``out`` (int64, the output's shape) the
+    result is added into ``out`` in place.
     """
     c, h, wd = delta.shape
     o, cg, kh, kw = w.shape
+    og = o // groups
     sh, sw = stride
     pt, pl = pads[0], pads[1]
     oh = window_out(h, kh, sh, pads[0], pads[2], dilation[0])
     ow = window_out(wd, kw, sw, pads[1], pads[3], dilation[1])
-    out = np.zeros((groups, o // groups, oh, ow))
+    if out is None:
+        out = np.zeros((o, oh, ow), dtype=np.int64)
     ys, xs = np.nonzero(np.any(delta != 0, axis=0))
     if ys.size == 0:
-        return _back(out.reshape(o, oh, ow), delta)
-    cols = _as_float(delta[:, ys, xs]).reshape(groups, cg, -1)
-    wf = _as_float(w).reshape(groups, o // groups, cg, kh, kw)
-    for ky, kx, dy, dx in _taps(kh, kw, dilation):
+        return out
+    m = ys.size
+    cols = np.ascontiguousarray(_as_float(delta[:, ys, xs]).reshape(groups, cg, m).transpose(0, 2, 1))  # (G, m, cg)
+    wm = _as_float(w).reshape(groups, og, cg, kh * kw).transpose(0, 2, 3, 1)          # (G, cg, taps, og)
+    contrib = np.matmul(cols, wm.reshape(groups, cg, kh * kw * og)).reshape(groups, m, kh * kw, og)
+    contrib = contrib[0] if groups == 1 else contrib.transpose(1, 2, 0, 3).reshape(m, kh * kw, o)
+    contrib = _back(contrib, delta)                   # exact integers (see the module docstring)
+    for tap, (ky, kx, dy, dx) in enumerate(_taps(kh, kw, dilation)):
         ny, nx = ys + pt - dy, xs + pl - dx           # = output position * stride
         ok = (ny >= 0) & (nx >= 0) & (ny % sh == 0) & (nx % sw == 0)
         oy, ox = ny // sh, nx // sw
         ok &= (oy < oh) & (ox < ow)
         if not ok.any():
             continue
-        contrib = np.matmul(wf[:, :, :, ky, kx], cols[:, :, ok])      # (G, O/G, k)
-        out[:, :, oy[ok], ox[ok]] += contrib                           # unique targets per tap
-    return _back(out.reshape(o, oh, ow), delta)
+        out[:, oy[ok], ox[ok]] += contrib[ok, tap].T     # distinct targets within one tap
+    return out
 
 
 def reach(active, *, kernel, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):

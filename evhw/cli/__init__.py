@@ -28,6 +28,7 @@ COMMANDS = {
     "data": ("evhw.cli.data", "data"),
     "zoo": ("evhw.cli.zoo", "zoo_cmd"),
     "demo": ("evhw.cli.demo", "demo"),
+    "soak": ("evhw.cli.soak", "soak"),
 }
 
 

@@ -59,6 +59,7 @@ def bench_golden(model, video, n_frames, threshold, repeats=3):
         "dense": {"seconds": td, "fps": n / td, "macs_per_frame": dm / n},
         "event": {"seconds": te, "fps": n / te, "macs_per_frame": em / n},
         "mac_savings": dm / em if em else float("inf"),
+        "event_over_dense": td / te,           # event-path frames/s over dense-path frames/s
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
 
