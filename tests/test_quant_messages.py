@@ -47,3 +47,33 @@ def test_default_does_not_scale_by_batchnorm(mlp):
         assert np.array_equal(set_thresholds(mlp, 0.005, bn_scale=False)[layer.name], plain)
     finally:
         layer.bn_gamma = saved
+
+
+def test_bn_scale_is_recorded(mlp):
+    set_thresholds(mlp, 0.001, bn_scale=True)
+    assert mlp.bn_scale is True
+    set_thresholds(mlp, 0.001)
+    assert mlp.bn_scale is False
+
+
+def test_thresholds_are_int64_and_may_reach_the_span(mlp):
+    th = set_thresholds(mlp, 0.0, input_threshold=1.0)          # 1.0 = 255 pixel steps = the input's span
+    assert all(v.dtype == np.int64 for v in th.values())
+    assert mlp.input.span == 255 and np.all(th["input"] == 255)
+
+
+def test_too_large_thresholds_name_the_gate(mlp):
+    with pytest.raises(ConfigError, match=r"^the input threshold 1\.5 maps to 382 at gate 'input', above"):
+        set_thresholds(mlp, 0.0, input_threshold=1.5)
+    first = next(s.name for s in mlp.layers() if s.gated)
+    with pytest.raises(ConfigError, match=rf"^the threshold 1000 maps to \d+ at gate '{first}', above"):
+        set_thresholds(mlp, 1000.0, input_threshold=0.0)
+
+
+def test_gate_threshold_refuses_bad_scales_and_thresholds():
+    from evhw.convert import gate_threshold
+    for bad in (np.inf, np.nan, 0.0, -1.0):
+        with pytest.raises(ConfigError, match=r"^gate scales must be positive and finite"):
+            gate_threshold(0.1, bad)
+    with pytest.raises(ConfigError, match=r"^thresholds must be finite and >= 0"):
+        gate_threshold(-0.1, 0.5)
