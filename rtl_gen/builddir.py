@@ -5,8 +5,12 @@ Layout (``evhw generate NET -o BUILD``)::
     BUILD/evhw_top.v          the Verilog top (one module)
     BUILD/manifest.json       rtl_gen.manifest.Manifest
     BUILD/net.evnet           the network the hardware was generated for
-    BUILD/mem/*.hex           memory images (informational: baked into the Verilog)
+    BUILD/mem/*.hex           memory images, loaded by the Verilog with $readmemh("mem/<name>")
     BUILD/evhw_build.json     {"version", "sha256": {file: hash}} of every file above
+
+The memory images are load-bearing: the Verilog holds no memory contents, and a simulator or
+synthesis tool reads them from ``mem/`` under its working directory (:meth:`BuildDir.place_images`
+copies the verified images there).
 
 Tools add their own outputs beside these (``sim_build/``, ``runs/``, ``report-*/``); they are not
 part of the record. :meth:`BuildDir.open` checks the record, so a build edited or mixed by hand is
@@ -67,6 +71,37 @@ class BuildDir:
         data = _read(path)
         self._check(NET, data)
         return loads(data, source=str(path))
+
+    def images(self):
+        """``{file name: bytes}`` of the memory images, each checked against its recorded hash."""
+        out = {}
+        for name in sorted(n for n in self.hashes if n.startswith(MEM + "/")):
+            data = _read(self.path / name)
+            self._check(name, data)
+            out[name[len(MEM) + 1:]] = data
+        return out
+
+    def place_images(self, folder):
+        """Copy the verified memory images to ``folder/mem/`` (replacing that folder), where a
+        simulator or synthesis tool started in ``folder`` finds them (``$readmemh("mem/...")``).
+        Returns the path of the copy."""
+        folder = Path(folder)
+        images = self.images()
+        target = folder / MEM
+        if folder.resolve() == self.path.resolve():
+            return target                      # the build's own images, verified above
+        tmp = None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{MEM}.new-", dir=folder))
+            for name, data in images.items():
+                (tmp / name).write_bytes(data)
+            _swap(tmp, target)
+        except OSError as e:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise BuildError(f"cannot copy the memory images of {self.path} to {target}: {e.strerror or e}") from None
+        return target
 
     def _check(self, name, data):
         if _sha256(data) != self.hashes.get(name):

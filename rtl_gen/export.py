@@ -1,5 +1,6 @@
-"""Verilog export: ``evhw_top.v`` (one top module), memory images, ``manifest.json`` and ``net.evnet``,
-written as one build folder by :class:`rtl_gen.builddir.BuildDir`."""
+"""Verilog export: ``evhw_top.v`` (the top module and its memory modules), the memory images it
+loads (``mem/*.hex``), ``manifest.json`` and ``net.evnet``, written as one build folder by
+:class:`rtl_gen.builddir.BuildDir`."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,9 +12,10 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from .builddir import BuildDir
+from .gateware import mem
 from .gateware.top import EvhwTop
 from .manifest import MANIFEST_VERSION, Manifest, Port
-from .plan import MULT_WIDTH, STAT_LATENCY, STAT_WIDTH, HwPlan
+from .plan import STAT_LATENCY, STAT_WIDTH, HwPlan
 
 __all__ = ["generate", "port_list", "plan_manifest"]
 
@@ -29,27 +31,16 @@ def port_list(top: wiring.Component):
     return ports
 
 
-def _hex(values, width):
-    mask = (1 << width) - 1
-    digits = max(1, -(-width // 4))
-    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in values)
-
-
 def generate(q, *, pes, out_dir, graph=None):
     """Write the accelerator for ``q`` with ``pes`` PEs as the build folder ``out_dir`` (replacing a
     build there whole; ``graph``: the float graph saved into ``net.evnet`` beside ``q``). Returns
     the :class:`rtl_gen.manifest.Manifest`. Nothing is written when the network is refused."""
     BuildDir.check_target(out_dir)
     plan = HwPlan.from_qnet(q, pes=pes)
-    top = EvhwTop(plan)
+    top = EvhwTop(plan, readmem=True)
     ports = port_list(top)
-    text = verilog.convert(top, name="evhw_top", emit_src=False)
-    images = {}
-    for pe in range(plan.pes):
-        images[f"pe{pe}_weights.hex"] = _hex(plan.weights[pe], plan.weight_w)
-        images[f"pe{pe}_thresholds.hex"] = _hex(plan.th_init[pe], plan.th_w)
-        for key, col, width in (("bias", 0, plan.bias_w), ("mult", 1, MULT_WIDTH), ("shift", 2, plan.shift_w)):
-            images[f"pe{pe}_{key}.hex"] = _hex([t[col] for t in plan.params[pe]], width)
+    text = verilog.convert(top, name="evhw_top", emit_src=False) + mem.VERILOG
+    images = {name: mem.image_text(d) for name, d in sorted(top.images.items())}
     manifest = plan_manifest(plan, ports, memory_images={n: t.count("\n") for n, t in images.items()})
     BuildDir.write(out_dir, verilog=text, manifest=manifest, images=images, qnet=q, graph=graph)
     return manifest

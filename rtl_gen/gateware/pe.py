@@ -5,12 +5,13 @@ of every layer (local channel ``c // P``).
 """
 from amaranth import *
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory, MemoryData          # after the star import (A1)
+from amaranth.lib.memory import MemoryData          # after the star import (A1)
 from amaranth.lib.wiring import In, Out
 
 from ..layouts import gate_state_layout, param_layout, pe_event_layout, syn_event_layout, touch_layout
 from ..limits import MULT_WIDTH
 from ..plan import HwPlan
+from .mem import Mem
 
 __all__ = ["PE", "SYN_DEPTH"]
 
@@ -36,17 +37,27 @@ class PE(wiring.Component):
     syn_idle : Out        the synaptic pipeline is empty.
     th_we, th_addr, th_data : In     threshold writes (local threshold address).
     upd, evald, busy : Out           per-cycle pulses for the statistics counters.
+
+    ``readmem``: memories elaborate to Verilog memories loaded from ``mem/`` (:mod:`.mem`), the
+    initialised ones from the images :attr:`images` (``{file name: MemoryData}``).
     """
 
-    def __init__(self, plan: HwPlan, *, index):
+    def __init__(self, plan: HwPlan, *, index, readmem=False):
         if not isinstance(index, int) or not 0 <= index < plan.pes:
             raise ValueError(f"PE index must be in 0..{plan.pes - 1}, not {index!r}")
-        self.plan, self.index = plan, index
+        self.plan, self.index, self.readmem = plan, index, readmem
         p, i = plan, index
         self.acc_data = MemoryData(shape=signed(p.acc_w), depth=p.acc_depth[i], init=[])
         self.bd_data = MemoryData(shape=gate_state_layout(p), depth=p.bd_depth[i], init=[])
         self.touched_data = MemoryData(shape=1, depth=p.touch_depth[i], init=[])
+        self.tlist_data = MemoryData(shape=touch_layout(p, i), depth=p.touch_depth[i], init=[])
+        self.w_data = MemoryData(shape=signed(p.weight_w), depth=len(p.weights[i]), init=p.weights[i])
+        self.p_data = MemoryData(shape=param_layout(p), depth=len(p.params[i]),
+                                 init=[{"bias": b, "mult": mu, "shift": s} for b, mu, s in p.params[i]])
         self.th_data_mem = MemoryData(shape=unsigned(p.th_w), depth=len(p.th_init[i]), init=p.th_init[i])
+        #: the initialised memories: ``mem/`` image file name -> contents
+        self.images = {f"pe{i}_weights.hex": self.w_data, f"pe{i}_params.hex": self.p_data,
+                       f"pe{i}_thresholds.hex": self.th_data_mem}
         super().__init__({
             "syn":         In(stream.Signature(syn_event_layout(p))),
             "evt":         Out(stream.Signature(pe_event_layout(p))),
@@ -72,15 +83,18 @@ class PE(wiring.Component):
         own_max = max(max(l.own[pe] for l in p.layers), 1)
         tl = touch_layout(p, pe)
 
-        m.submodules.acc = acc = Memory(data=self.acc_data)
-        m.submodules.bd = bd = Memory(data=self.bd_data)
-        m.submodules.touched = touched = Memory(data=self.touched_data)
-        m.submodules.tlist = tlist = Memory(shape=tl, depth=p.touch_depth[pe], init=[])
-        m.submodules.wmem = wmem = Memory(shape=signed(p.weight_w), depth=len(p.weights[pe]),
-                                          init=p.weights[pe])
-        m.submodules.pmem = pmem = Memory(shape=param_layout(p), depth=len(p.params[pe]),
-                                          init=[{"bias": b, "mult": mu, "shift": s} for b, mu, s in p.params[pe]])
-        m.submodules.thmem = thmem = Memory(data=self.th_data_mem)
+        image = {id(d): name for name, d in self.images.items()}
+
+        def mem(d):
+            return Mem(d, image=image.get(id(d)), readmem=self.readmem)
+
+        m.submodules.acc = acc = mem(self.acc_data)
+        m.submodules.bd = bd = mem(self.bd_data)
+        m.submodules.touched = touched = mem(self.touched_data)
+        m.submodules.tlist = tlist = mem(self.tlist_data)
+        m.submodules.wmem = wmem = mem(self.w_data)
+        m.submodules.pmem = pmem = mem(self.p_data)
+        m.submodules.thmem = thmem = mem(self.th_data_mem)
 
         acc_w = acc.write_port()
         acc_r = acc.read_port(transparent_for=(acc_w,))

@@ -4,11 +4,12 @@ Top-level contract: docs/architecture.md §5.
 """
 from amaranth import *
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory, MemoryData          # after the star import (A1)
+from amaranth.lib.memory import MemoryData          # after the star import (A1)
 from amaranth.lib.wiring import In, Out
 
 from ..layouts import mem_event_layout, pe_event_layout
 from ..plan import STAT_WIDTH, HwPlan
+from .mem import Mem
 from .pe import PE
 
 __all__ = ["EvhwTop", "out_signature"]
@@ -35,14 +36,25 @@ class EvhwTop(wiring.Component):
     out : Out(stream + last)                   the output tensor, in order, every frame.
     cfg_addr, cfg_data, cfg_we : In            threshold writes (while idle; map in the manifest).
     stat_addr : In, stat_data : Out            counters of the last frame (combinational read).
+
+    ``readmem``: memories elaborate to Verilog memories loaded with ``$readmemh`` from ``mem/``
+    (:mod:`.mem`; for export), the initialised ones from :attr:`images` (``{file name:
+    MemoryData}``, written into the build by ``rtl_gen.export``).
     """
 
-    def __init__(self, plan: HwPlan):
-        self.plan = plan
+    def __init__(self, plan: HwPlan, *, readmem=False):
+        self.plan, self.readmem = plan, readmem
         p = plan
         in_layout = data.StructLayout({"b": signed(p.input_bits), "d": signed(p.input_delta_bits)})
         self.in_state_data = MemoryData(shape=in_layout, depth=p.input_size, init=[])
-        self.pes = [PE(p, index=i) for i in range(p.pes)]
+        loc_max = max([loc for _, loc in p.cfg_map] + [1])
+        self.cfg_layout = data.StructLayout({"target": range(p.pes + 1), "local": range(loc_max + 1)})
+        self.cfg_rom_data = MemoryData(shape=self.cfg_layout, depth=max(len(p.cfg_map), 1),
+                                       init=[{"target": t, "local": lc} for t, lc in p.cfg_map])
+        self.pes = [PE(p, index=i, readmem=readmem) for i in range(p.pes)]
+        self.images = {"cfg_map.hex": self.cfg_rom_data}
+        for pe in self.pes:
+            self.images.update(pe.images)
         super().__init__({
             "start":         In(1),
             "start_flush":   In(1),
@@ -69,7 +81,7 @@ class EvhwTop(wiring.Component):
         # event tensors with disjoint lifetimes in the frame; one event count per tensor
         ev_w, ev_r, ev_n = [], [], []
         for b in p.event_bufs:
-            mem = Memory(shape=mem_event_layout(p, b), depth=b.depth, init=[])
+            mem = Mem(MemoryData(shape=mem_event_layout(p, b), depth=b.depth, init=[]), readmem=self.readmem)
             m.submodules[f"events_buf{b.index}"] = mem
             ev_w.append(mem.write_port())
             ev_r.append(mem.read_port())
@@ -100,10 +112,7 @@ class EvhwTop(wiring.Component):
         # ---- thresholds: input gate registers, layer gates inside the PEs (via a decode ROM)
         cin = p.input_shape[0]
         in_th = Array(Signal(p.th_w, init=p.input_thresholds[c], name=f"in_th{c}") for c in range(cin))
-        loc_max = max([loc for _, loc in p.cfg_map] + [1])
-        cfg_layout = data.StructLayout({"target": range(P + 1), "local": range(loc_max + 1)})
-        m.submodules.cfg_rom = cfg_rom = Memory(shape=cfg_layout, depth=max(len(p.cfg_map), 1),
-                                                init=[{"target": t, "local": lc} for t, lc in p.cfg_map])
+        m.submodules.cfg_rom = cfg_rom = Mem(self.cfg_rom_data, image="cfg_map.hex", readmem=self.readmem)
         cfg_r = cfg_rom.read_port()
         cfg_we_r, cfg_data_r = Signal(), Signal.like(self.cfg_data)
         m.d.comb += cfg_r.addr.eq(self.cfg_addr)
@@ -141,7 +150,7 @@ class EvhwTop(wiring.Component):
                     m.d.comb += t_mem.eq(t.src_mem)
 
         # ---- input gate state
-        m.submodules.in_state = in_state = Memory(data=self.in_state_data)
+        m.submodules.in_state = in_state = Mem(self.in_state_data, readmem=self.readmem)
         is_w = in_state.write_port()
         is_r = in_state.read_port()
         N = p.input_size
