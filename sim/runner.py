@@ -38,6 +38,7 @@ TIMESCALE = ("1ns", "1ps")
 CLOCK_NS = 10                      # the testbenches' clock period
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
 MAX_THREADS = 64                   # Verilator model threads
+OPT_SLOW = "-O0"                   # Verilator code that runs once (see _cxx_opt)
 
 
 class SimError(RuntimeError):
@@ -100,8 +101,11 @@ def verilator_threads(threads=None):
 def _build_args(simulator, threads=1):
     if simulator == "verilator":
         # --threads N: a multithreaded model (N > 1 helps only with free cores). -Wno-fatal: the
-        # warnings of Yosys's Verilog output (WIDTH) do not stop the build.
-        return ["-Wno-fatal"] + (["--threads", str(threads)] if threads > 1 else [])
+        # warnings of Yosys's Verilog output (WIDTH) do not stop the build. --no-public-flat-rw
+        # undoes the runner's --public-flat-rw, which keeps every signal of the design as is
+        # (twice the C++, slower code); the control file (PUBLIC_VLT) makes the top module's
+        # signals, which the testbench reads and drives, public again.
+        return ["-Wno-fatal", "--no-public-flat-rw"] + (["--threads", str(threads)] if threads > 1 else [])
     # cocotb's runner compiles with -g2012, under which Icarus runs declaration initializers
     # before any process starts: Yosys's time-0 trigger (`reg \$auto$verilog_backend...$1 = 0;`
     # read by every `always @*`) then fires no event, and a combinational block whose inputs keep
@@ -110,12 +114,18 @@ def _build_args(simulator, threads=1):
     return ["-g2005"]
 
 
-def _cxx_opt():
-    """C++ optimization of Verilator models; ``EVHW_VERILATOR_OPT`` overrides the ``-O2`` default.
+#: Verilator control file: the modules whose signals cocotb sees (the top and evhw_top).
+PUBLIC_VLT = """`verilator_config
+public_flat_rw -module "{top}" -var "*"
+public_flat_rw -module "evhw_top" -var "*"
+"""
 
-    The memory contents are not in the Verilog (``$readmemh`` from ``mem/``), so the C++ is small:
-    objects-cnn with 4 PEs compiles at -O2 in about the time its inline-ROM Verilog took at -O0
-    (docs/architecture.md, "Simulation builds")."""
+
+def _cxx_opt():
+    """C++ optimization of the Verilator model's per-cycle code and runtime (``OPT_FAST``,
+    ``OPT_GLOBAL``); ``EVHW_VERILATOR_OPT`` overrides the ``-O2`` default. The code that runs once
+    (constructors, initial blocks, symbol tables: ``OPT_SLOW``) is compiled at ``-O0``.
+    Compile times: docs/architecture.md, "Simulation builds"."""
     return os.environ.get("EVHW_VERILATOR_OPT", "-O2")
 
 
@@ -167,8 +177,9 @@ def _fingerprint(sources, simulator, waves=False, toplevel="evhw_top", threads=1
     for s in sources:
         h.update(Path(s).name.encode())
         h.update(Path(s).read_bytes())
+    verilator = simulator == "verilator"
     h.update(json.dumps([simulator, toplevel, _build_args(simulator, threads), TIMESCALE, bool(waves),
-                         _cxx_opt() if simulator == "verilator" else None,
+                         [_cxx_opt(), OPT_SLOW, PUBLIC_VLT] if verilator else None,
                          _tool_versions(simulator)]).encode())
     return h.hexdigest()
 
@@ -275,6 +286,9 @@ def build(build_dir, *, simulator="verilator", toplevel="evhw_top", log=None, wa
     with _locked(sim_dir.parent / f".{sim_dir.name}.lock") if cache else contextlib.nullcontext():
         if _cached(sim_dir, fp, binary):          # another worker built it while we waited
             return sim_dir
+        if cache:                                  # we hold the lock: leftovers of killed builds
+            for stale in sim_dir.parent.glob(f".{sim_dir.name}.new-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{sim_dir.name}.new-", dir=sim_dir.parent))
         try:
             _compile(tmp, sources, simulator, toplevel, waves, threads, fp, log, build_dir, final=sim_dir)
@@ -287,7 +301,7 @@ def build(build_dir, *, simulator="verilator", toplevel="evhw_top", log=None, wa
 def _compile(sim_dir, sources, simulator, toplevel, waves, threads, fp, log, build_dir, final):
     """Run the cocotb build step into ``sim_dir`` and stamp it (``final``: where it will live)."""
     binary = _binary(sim_dir, simulator, toplevel)
-    log = Path(log) if log else final.parent / f"{final.name}.build.log"
+    log = Path(log) if log else sim_dir / "build.log"
     args, srcs = _build_args(simulator, threads), [str(s) for s in sources]
     if simulator == "icarus" and waves:      # cocotb's own dump module needs SystemVerilog (`string`)
         dump = sim_dir / "evhw_waves_dump.v"
@@ -297,12 +311,17 @@ def _compile(sim_dir, sources, simulator, toplevel, waves, threads, fp, log, bui
     env = toolchain_env(dict(os.environ))
     if simulator == "verilator":            # MAKEFLAGS variables act as make command-line overrides
         opt = _cxx_opt()
-        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}".strip()
+        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={opt} OPT_SLOW={OPT_SLOW} OPT_GLOBAL={opt}".strip()
+        vlt = sim_dir / "evhw_public.vlt"
+        vlt.write_text(PUBLIC_VLT.format(top=toplevel))
+        args.append(str(vlt))
     t0 = time.time()
     code, message = _cocotb_step("build", simulator, env, sim_dir, dict(
         sources=srcs, hdl_toplevel=toplevel, build_dir=str(sim_dir), build_args=args, timescale=list(TIMESCALE),
         always=True, log_file=str(log), waves=waves and simulator == "verilator"))
     if code != 0 or not binary.exists():
+        if log.parent == sim_dir:               # the temporary folder goes: keep its log beside it
+            log = Path(shutil.copy(log, final.parent / f"{final.name}.failed.log")) if log.exists() else log
         raise SimError(f"{simulator} build of {build_dir} failed ({message or f'exit code {code}'}); "
                        f"log {log}:\n{_tail(log)}")
     (sim_dir / "build_seconds").write_text(f"{time.time() - t0:.2f}\n")
