@@ -138,7 +138,7 @@ class Manifest:
     layers: tuple[Layer, ...]
     mapping: Mapping
     memory_bits: MemoryBits
-    memory_images: dict[str, int]    # mem/<name> -> words (informational: baked into the Verilog)
+    memory_images: dict[str, int]    # mem/<name> -> words (loaded by the Verilog with $readmemh)
 
     # ------------------------------------------------------------------ (de)serialization
     def to_dict(self):

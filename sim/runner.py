@@ -2,10 +2,13 @@
 
 ``run_cocotb(build, test_module, simulator=..., env=..., seed=..., timeout=...)`` compiles the
 build's Verilog (:class:`rtl_gen.builddir.BuildDir`) once per simulator into
-``BUILD/sim_build/<simulator>/`` (cached by a hash of the sources and build flags; the simulator
-binary's size and SHA-256 are stamped after a successful build and checked before reuse, so a
-truncated or altered binary is rebuilt), runs the cocotb module and returns the results the
-testbench wrote (:mod:`sim.job`: complete results of this run only). Every cocotb step runs in
+``BUILD/sim_build/<simulator>/``, or into a shared cache folder (``cache_dir`` /
+``$EVHW_SIM_CACHE``) where every build with the same Verilog reuses one binary (:func:`build`:
+keyed by a hash of the sources, flags and tool versions, not of the memory images; the binary's
+size and SHA-256 are stamped after a successful build and checked before reuse, so a truncated or
+altered binary is rebuilt). It copies the build's verified memory images to the run folder's
+``mem/`` (the Verilog loads them with ``$readmemh``), runs the cocotb module and returns the
+results the testbench wrote (:mod:`sim.job`: complete results of this run only). Every cocotb step runs in
 ``python -m sim.cocotb_worker`` in its own process group (:mod:`rtl_gen.procs`): make, the compiler
 and the simulator die with the caller. The simulator's own output goes to log files, never to
 stdout (``evhw sim --json`` prints one JSON object).
