@@ -135,7 +135,7 @@ def test_regenerate_replaces_the_build_whole(tmp_path):
     (path / "sim_build").mkdir()
     (path / "stale.v").write_text("module stale; endmodule\n")
     generate(tiny_mlp(), pes=1, out_dir=path)
-    assert sorted(p.name for p in (path / "mem").iterdir()) == ["pe0_bias.hex", "pe0_mult.hex", "pe0_shift.hex",
+    assert sorted(p.name for p in (path / "mem").iterdir()) == ["cfg_map.hex", "pe0_params.hex",
                                                                  "pe0_thresholds.hex", "pe0_weights.hex"]
     assert not (path / "sim_build").exists() and not (path / "stale.v").exists()
     assert BuildDir.open(path).manifest.pes == 1
