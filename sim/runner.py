@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import math
@@ -162,6 +163,7 @@ def _tool_versions(simulator):
     return v
 
 
+@functools.lru_cache(maxsize=None)
 def _iverilog_version():
     exe = shutil.which("iverilog")
     if exe is None:
