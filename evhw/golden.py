@@ -82,28 +82,6 @@ def pool_reach(layer: QLayer, touched):
     return touched
 
 
-def pool_at(p: dict, pre, idx):
-    """One max-pool evaluated only at the flat output indices ``idx``: the max over each window of the
-    pre-pool values ``pre`` (C, H, W); padded taps never win (same result as :func:`ops.pool2d`)."""
-    c, h, w = pre.shape
-    (kh, kw), (sh, sw), (dh, dw) = p["kernel"], p["stride"], p["dilation"]
-    pt, pl = p["pads"][0], p["pads"][1]
-    oh = window_out(h, kh, sh, pt, p["pads"][2], dh)
-    ow = window_out(w, kw, sw, pl, p["pads"][3], dw)
-    ch, pos = np.divmod(idx, oh * ow)
-    y0, x0 = np.divmod(pos, ow)
-    y0, x0 = y0 * sh - pt, x0 * sw - pl
-    flat = pre.reshape(-1)
-    out = np.full(idx.shape, np.iinfo(np.int64).min, dtype=np.int64)
-    for ky in range(kh):
-        for kx in range(kw):
-            y, x = y0 + ky * dh, x0 + kx * dw
-            ok = (y >= 0) & (y < h) & (x >= 0) & (x < w)
-            src = (ch * h + np.clip(y, 0, h - 1)) * w + np.clip(x, 0, w - 1)
-            np.maximum(out, np.where(ok, flat[src], out), out=out)
-    return out
-
-
 def term_dense(t: Term, x):
     """A term applied to dense values (dense model, flush)."""
     if t.kind == "conv":
@@ -113,18 +91,11 @@ def term_dense(t: Term, x):
     return term_delta(t, x)
 
 
-def _sparse_enough(d):
-    """Whether a conv delta is better scattered column by column than convolved densely (speed only)."""
-    return np.count_nonzero(np.any(d != 0, axis=0)) * 4 < d.shape[1] * d.shape[2]
-
-
 def term_delta(t: Term, d):
-    """A term applied to a delta tensor (zero padding: padded taps never change)."""
+    """A term applied to a delta tensor (zero padding: padded taps never change). The reference
+    definition; the event path's window-local kernels (:meth:`EventModel._accumulate`) equal it."""
     a = t.attrs
     if t.kind == "conv":
-        if _sparse_enough(d):
-            return ops.conv2d_sparse(d, t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
-                                     groups=a["groups"])
         return ops.conv2d(d[None], t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
                           groups=a["groups"])[0]
     if t.kind == "linear":
@@ -135,16 +106,6 @@ def term_delta(t: Term, d):
     if t.kind == "scale":
         return d * t.weight.reshape((-1,) + (1,) * (d.ndim - 1))
     raise AssertionError(t.kind)
-
-
-def term_add(t: Term, d, acc):
-    """``acc += term_delta(t, d)``, in place (a sparse conv scatters straight into ``acc``)."""
-    if t.kind == "conv" and _sparse_enough(d):
-        a = t.attrs
-        ops.conv2d_sparse(d, t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
-                          groups=a["groups"], out=acc)
-    else:
-        acc += term_delta(t, d)
 
 
 def term_touched(t: Term, active):
@@ -218,6 +179,42 @@ def host_outputs(q: QNet, outs):
         op = q.output_op(i)
         res.append(host_op(op, real) if op else real)
     return res
+
+
+def full_window(shape):
+    """The window of a whole tensor: (0, H, 0, W) for a spatial one, () for a 1-D one."""
+    return (0, shape[1], 0, shape[2]) if len(shape) == 3 else ()
+
+
+def _window_slice(win, ndim):
+    if ndim != 3:
+        return (slice(None),)
+    y0, y1, x0, x1 = win
+    return (slice(None), slice(y0, y1), slice(x0, x1))
+
+
+def _hull(a, b):
+    """The bounding window of two windows (None = empty)."""
+    if a is None:
+        return b
+    return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+
+
+def _view_window(v: QView, wins, out: QTensor):
+    """The window of a view's deltas, from its sources' windows."""
+    if len(out.shape) != 3:
+        return None
+    if v.kind == "concat":
+        hull = None
+        for w in wins:
+            if w is not None:
+                hull = _hull(hull, w)
+        return hull
+    if v.kind == "upsample" and wins[0] is not None:
+        fh, fw = v.attrs["scale"]
+        y0, y1, x0, x1 = wins[0]
+        return y0 * fh, y1 * fh, x0 * fw, x1 * fw
+    return None if wins[0] is None else full_window(out.shape)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,6 +418,7 @@ class EventModel:
         self.chunk_flat = {g: ids.reshape(-1) for g, ids in self.chunk_ids.items() if ids is not None}
         self.full_costs = {k: np.ascontiguousarray(np.broadcast_to(v, self.tensors[self._term(k).src].shape)).reshape(-1)
                            for k, v in self.costs.items()}
+        self._convw = {}      # (layer, term) -> ops.ConvWeights, prepared on first use
         self.set_thresholds(thresholds if thresholds is not None else q.thresholds)
         self.reset()
 
@@ -555,22 +553,235 @@ class EventModel:
         d[fired_idx] = 0
         return sent
 
-    def _value_at(self, s: QLayer, acc, touched, idx):
-        """Layer values at the flat output indices ``idx`` (post-pool), computing the value function
-        only where the accumulator was touched; a max-pooled layer keeps its pre-pool values."""
-        plane = acc.size // acc.shape[0]
-        af = acc.reshape(-1)
+    # -- event frames
+    def _event_reference(self, x, warm, zero_th, counts):
+        """One event frame as docs/semantics.md reads: every term applied to whole delta tensors, every
+        value function and gate evaluated on every element (``reference=True``, and warm-up frames)."""
+        ev_all = np.ones(x.shape, bool)
+        deltas = {"input": self._gate("input", x, ev_all, warm, zero_th, counts.setdefault("input", LayerCount()))}
+        values = {}
+        for s in self.q.steps:
+            if isinstance(s, QView):
+                deltas[s.name] = view_apply(s, [deltas[n] for n in s.srcs])
+                continue
+            c = counts[s.name] = LayerCount()
+            acc = self.a[s.name]
+            touched = np.zeros(s.acc_shape, bool)
+            for i, term in enumerate(s.terms):
+                dlt = deltas[term.src]
+                active = dlt != 0
+                if not active.any():
+                    continue
+                acc += term_delta(term, dlt)
+                touched |= term_touched(term, active)
+                self._count_term(s, i, c, int(self.full_costs[(s.name, i)][active.reshape(-1)].sum()))
+            self._after_accumulate(s, acc, c, int(touched.sum()))
+            v = apply_pools(s, value_pre_pool(s, acc))
+            if s.gated:
+                evaluated = pool_reach(s, touched) if s.pools else touched
+                deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
+            values[s.name] = v
+        self.pre = {}     # max-pool value buffers: rebuilt from the accumulators when next needed
+        return values
+
+    def _count_term(self, s, i, c, cost):
+        if s.terms[i].is_mac:
+            c.event_macs += cost
+        else:
+            c.acc_ops += cost
+
+    def _after_accumulate(self, s, acc, c, acc_u):
+        """Dense counts, the memory-loss drift check and the accumulator/buffer counters of one layer."""
+        self._count_dense(s, c, event=True)
+        if self.policy.memory_loss and np.abs(acc).max(initial=0) > s.acc_bound:
+            raise AccumulatorOverflowError(
+                f"frame {self.t}: accumulator of layer {s.name!r} drifted past its proven bound {s.acc_bound} "
+                f"under the memory-loss policy {self.policy.kind!r}; use periodic resets or the rrm policy")
+        c.acc_u = acc_u
+        if s.pools:
+            c.buffer_reads = int(np.prod(s.acc_shape))
+            c.buffer_writes = acc_u
+
+    def _event_windowed(self, x, zero_th, counts):
+        """One event frame, same results and counters as :meth:`_event_reference`, with the work following
+        the change: each spatial tensor's deltas carry a window (bounding box of the non-zero columns,
+        or None); terms update the accumulator only on the window their changes reach (exact window-local
+        products, :class:`ops.ConvWeights`), and value functions and gates run on the window of touched
+        elements only. Outside it nothing changes: an unevaluated element has ``v = b`` and its gate does
+        not change (docs/semantics.md, "Which elements are evaluated")."""
+        ci = counts["input"] = LayerCount()
+        deltas, wins = {}, {}
+        full = (0, x.shape[1], 0, x.shape[2]) if x.ndim == 3 else None
+        deltas["input"], wins["input"] = self._gate_window("input", full, x, np.ones(x.shape, bool), zero_th, ci)
+        values = {}
+        for s in self.q.steps:
+            if isinstance(s, QView):
+                deltas[s.name] = view_apply(s, [deltas[n] for n in s.srcs])
+                wins[s.name] = _view_window(s, [wins.get(n) for n in s.srcs], self.tensors[s.name])
+                continue
+            c = counts[s.name] = LayerCount()
+            acc = self.a[s.name]
+            if len(s.acc_shape) == 3:
+                touched, hull = self._accumulate(s, deltas, wins, acc, c)
+            else:
+                touched = np.zeros(s.acc_shape, bool)
+                for i, term in enumerate(s.terms):
+                    dlt = deltas[term.src]
+                    active = dlt != 0
+                    if not active.any():
+                        continue
+                    acc += term_delta(term, dlt)
+                    touched |= term_touched(term, active)
+                    self._count_term(s, i, c, int(self.full_costs[(s.name, i)][active.reshape(-1)].sum()))
+                hull = full_window(acc.shape) if touched.any() else None
+            self._after_accumulate(s, acc, c, int(np.count_nonzero(touched)))
+            if not s.gated:
+                values[s.name] = apply_pools(s, value_pre_pool(s, acc))      # a readout: every element
+                continue
+            v, ev, win = self._values_window(s, acc, touched, hull)
+            deltas[s.name], wins[s.name] = self._gate_window(s.name, win, v, ev, zero_th, c)
+            values[s.name] = self.b[s.name]                                   # = the layer's values
+        return values
+
+    def _accumulate(self, s: QLayer, deltas, wins, acc, c):
+        """Apply a spatial layer's terms on the windows their changes reach. Returns the touched mask and
+        the hull of the updated windows (or None)."""
+        touched = np.zeros(s.acc_shape, bool)
+        hull = None
+        oh, ow = s.acc_shape[1:]
+        for i, term in enumerate(s.terms):
+            win = wins[term.src]
+            if win is None:
+                continue
+            dlt = deltas[term.src]
+            y0, y1, x0, x1 = win
+            nz = dlt[:, y0:y1, x0:x1] != 0
+            box = ops.bbox(nz.any(axis=0))
+            if box is None:
+                continue
+            self._count_term(s, i, c, self._cost((s.name, i), nz, win))
+            y0, y1, x0, x1 = box[0] + y0, box[1] + y0, box[2] + x0, box[3] + x0      # tight window
+            if term.kind == "scale":
+                sl = (slice(None), slice(y0, y1), slice(x0, x1))
+                d = dlt[sl]
+                acc[sl] += d * term.weight.reshape(-1, 1, 1)
+                touched[sl] |= d != 0
+                hull = _hull(hull, (y0, y1, x0, x1))
+                continue
+            a = term.attrs
+            kernel = term.weight.shape[2:] if term.kind == "conv" else a["kernel"]
+            dil = a.get("dilation", (1, 1)) if term.kind == "conv" else (1, 1)
+            stride, pads = a["stride"], a["pads"]
+            oy = ops.out_span(y0, y1, oh, kernel[0], stride[0], pads[0], dil[0])
+            ox = ops.out_span(x0, x1, ow, kernel[1], stride[1], pads[1], dil[1])
+            if oy[0] == oy[1] or ox[0] == ox[1]:
+                continue                                    # the changes reach no output
+            local = ops.frame_of(dlt, ops.in_span(*oy, kernel[0], stride[0], pads[0], dil[0]),
+                                 ops.in_span(*ox, kernel[1], stride[1], pads[1], dil[1]))
+            sl = (slice(None), slice(*oy), slice(*ox))
+            if term.kind == "conv":
+                acc[sl] += self._conv_weights(s.name, i).valid(local)
+                g = a["groups"]
+                act = (local != 0).reshape(g, -1, *local.shape[1:]).any(axis=1)
+                r = ops.reach(act, kernel=kernel, stride=stride, dilation=dil)
+                touched[sl] |= np.repeat(r, term.weight.shape[0] // g, axis=0) if g > 1 else r
+            else:       # sumpool
+                acc[sl] += ops.sum_valid(local, kernel, stride)
+                touched[sl] |= ops.reach(local != 0, kernel=kernel, stride=stride)
+            hull = _hull(hull, (oy[0], oy[1], ox[0], ox[1]))
+        return touched, hull
+
+    def _cost(self, key, nz, win):
+        """Sum of the per-element MAC (or accumulation) costs over the non-zero deltas ``nz`` of window ``win``."""
+        cw = self.costs[key]
+        y0, y1, x0, x1 = win
+        if cw.shape[1:] == (1, 1):                  # one cost per channel
+            return int(np.count_nonzero(nz, axis=(1, 2)) @ np.broadcast_to(cw, (nz.shape[0], 1, 1)).reshape(-1))
+        if cw.shape[0] == 1:                        # the same cost plane for every channel
+            return int((nz.sum(axis=0) * cw[0, y0:y1, x0:x1]).sum())
+        return int((nz * cw[:, y0:y1, x0:x1]).sum())
+
+    def _conv_weights(self, layer, i):
+        w = self._convw.get((layer, i))
+        if w is None:
+            t = self.q.layer(layer).terms[i]
+            a = t.attrs
+            w = self._convw[(layer, i)] = ops.ConvWeights(t.weight, stride=a["stride"], dilation=a["dilation"],
+                                                          groups=a["groups"])
+        return w
+
+    def _values_window(self, s: QLayer, acc, touched, hull):
+        """A gated layer's values on the window of its evaluated elements: ``(v, evaluated, window)``, or
+        ``(None, None, None)`` when nothing was touched. A max-pooled layer keeps its pre-pool values."""
+        if hull is None:
+            return None, None, None
+        if len(s.acc_shape) == 1:
+            return value_pre_pool(s, acc), touched, hull
+        y0, y1, x0, x1 = hull
+        sl = (slice(None), slice(y0, y1), slice(x0, x1))
         if not s.pools:
-            return value_pre_pool(s, af[idx], idx // plane)
+            return value_pre_pool(s, acc[sl]), touched[sl], hull
         pre = self.pre.get(s.name)
         if pre is None:
             pre = self.pre[s.name] = value_pre_pool(s, acc)
         else:
-            tidx = np.flatnonzero(touched)
-            pre.reshape(-1)[tidx] = value_pre_pool(s, af[tidx], tidx // plane)
-        if len(s.pools) == 1:
-            return pool_at(s.pools[0], pre, idx)
-        return apply_pools(s, pre).reshape(-1)[idx]
+            pre[sl] = value_pre_pool(s, acc[sl])      # untouched elements recompute to what they hold
+        if len(s.pools) > 1:
+            win = full_window(s.out.shape)
+            return apply_pools(s, pre), pool_reach(s, touched), win
+        p = s.pools[0]
+        (kh, kw), (sh, sw), (dh, dw), pads = p["kernel"], p["stride"], p["dilation"], p["pads"]
+        py = ops.out_span(y0, y1, s.out.shape[1], kh, sh, pads[0], dh)
+        px = ops.out_span(x0, x1, s.out.shape[2], kw, sw, pads[1], dw)
+        if py[0] == py[1] or px[0] == px[1]:
+            return None, None, None
+        rows, cols = ops.in_span(*py, kh, sh, pads[0], dh), ops.in_span(*px, kw, sw, pads[1], dw)
+        v = ops.max_valid(ops.frame_of(pre, rows, cols, np.iinfo(np.int64).min), (kh, kw), (sh, sw), (dh, dw))
+        ev = ops.reach(ops.frame_of(touched, rows, cols, False), kernel=(kh, kw), stride=(sh, sw), dilation=(dh, dw))
+        return v, ev, (py[0], py[1], px[0], px[1])
+
+    def _gate_window(self, gname, win, v, ev, zero_th, counts: LayerCount):
+        """:meth:`_gate` on a window ``win`` of a spatial tensor (the whole of a 1-D one): new values ``v``
+        and the evaluated mask ``ev`` there (``v is None``: nothing evaluated). Returns the transmitted
+        deltas and their window (None: all zero)."""
+        t, pol = self.tensors[gname], self.policy
+        if v is None:
+            return np.zeros(t.shape, np.int64), None
+        if self.chunk_ids[gname] is not None or len(t.shape) != 3:
+            # chunked gates (a fired chunk sends members outside the window), 1-D tensors: gathered form
+            evm = np.zeros(t.shape, bool)
+            sl = _window_slice(win, len(t.shape))
+            evm[sl] = ev
+            sent = self._gate_at(gname, np.flatnonzero(evm), v[ev], zero_th, counts)
+            return sent, (ops.bbox(np.any(sent != 0, axis=0)) if len(t.shape) == 3 else None)
+        sl = _window_slice(win, 3)
+        b, d = self.b[gname][sl], self.d[gname][sl]        # views of the gate state
+        d += v - b                                           # elsewhere in the window v == b
+        b[...] = v
+        h = (np.zeros(t.channels, np.int64) if zero_th else self.thresholds[gname]).reshape(-1, 1, 1)
+        sent = np.zeros(t.shape, np.int64)
+        sw = sent[sl]
+        counts.gate_u += int(np.count_nonzero(ev))
+        if pol.kind == "sigmadelta":
+            q = np.maximum(h, 1)
+            n = np.sign(d) * ((np.abs(d) + q // 2) // q)
+            n[~ev] = 0
+            np.multiply(n, q, out=sw)
+            d -= sw
+            counts.gate_t += int(np.count_nonzero(n))
+            return sent, win
+        fire = np.abs(d) > h
+        fire &= ev
+        np.copyto(sw, d, where=fire)
+        counts.gate_t += int(np.count_nonzero(sw))
+        if pol.memory_loss:
+            lost = np.zeros(t.shape, np.int64)
+            lost[sl] = np.where(ev & ~fire, np.abs(d), 0)
+            self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())
+            d[ev] = 0
+        else:
+            d[fire] = 0
+        return sent, win
 
     def step(self, frame) -> FrameResult:
         """Process one frame; returns its output and counters."""
@@ -592,56 +803,10 @@ class EventModel:
         else:
             kind = "event"
             zero_th = pol.reset_every is not None and t > 0 and t % pol.reset_every == 0
-            ci = counts["input"] = LayerCount()
-            if warm or self.reference:
-                deltas = {"input": self._gate("input", x, np.ones(x.shape, bool), warm, zero_th, ci)}
-            else:   # the input gate evaluates every pixel
-                deltas = {"input": self._gate_at("input", np.arange(x.size), x.reshape(-1), zero_th, ci)}
-            values = {}
-            for s in self.q.steps:
-                if isinstance(s, QView):
-                    deltas[s.name] = view_apply(s, [deltas[n] for n in s.srcs])
-                    continue
-                c = counts[s.name] = LayerCount()
-                acc = self.a[s.name]
-                touched = np.zeros(s.acc_shape, bool)
-                for i, term in enumerate(s.terms):
-                    dlt = deltas[term.src]
-                    active = dlt != 0
-                    if not active.any():
-                        continue
-                    term_add(term, dlt, acc)
-                    touched |= term_touched(term, active)
-                    cost = int(self.full_costs[(s.name, i)][active.reshape(-1)].sum())
-                    if term.is_mac:
-                        c.event_macs += cost
-                    else:
-                        c.acc_ops += cost
-                self._count_dense(s, c, event=True)
-                if pol.memory_loss and np.abs(acc).max(initial=0) > s.acc_bound:
-                    raise AccumulatorOverflowError(
-                        f"frame {t}: accumulator of layer {s.name!r} drifted past its proven bound {s.acc_bound} "
-                        f"under the memory-loss policy {pol.kind!r}; use periodic resets or the rrm policy")
-                c.acc_u = int(touched.sum())
-                evaluated = pool_reach(s, touched) if s.pools else touched
-                if s.pools:
-                    c.buffer_reads = int(np.prod(s.acc_shape))
-                    c.buffer_writes = c.acc_u
-                if self.reference or not s.gated:
-                    v = apply_pools(s, value_pre_pool(s, acc))      # every element
-                    if s.gated:
-                        deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
-                else:
-                    idx = np.flatnonzero(evaluated)
-                    vi = self._value_at(s, acc, touched, idx)     # only where something changed
-                    if warm:
-                        v = self.b[s.name].copy()
-                        v.reshape(-1)[idx] = vi
-                        deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
-                    else:
-                        deltas[s.name] = self._gate_at(s.name, idx, vi, zero_th, c)
-                    v = self.b[s.name]                             # = the layer's values, every element
-                values[s.name] = v
+            if self.reference or warm:
+                values = self._event_reference(x, warm, zero_th, counts)
+            else:
+                values = self._event_windowed(x, zero_th, counts)
             outs = [self._readout(values, o) for o in self.q.outputs]
             if pol.kind == "rrm":
                 n = sum(int(np.prod(self.tensors[gn].shape)) for gn in self.q.gates())

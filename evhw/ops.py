@@ -157,3 +157,126 @@ def pool2d(x, *, kernel, stride, pads=(0, 0, 0, 0), dilation=(1, 1), mode="max",
 def upsample_nearest(x, factor):
     fh, fw = factor
     return np.repeat(np.repeat(x, fh, axis=-2), fw, axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# window-local kernels for the event path: work follows the region of change, not the tensor size
+
+def out_span(lo, hi, n_out, kernel, stride, pad, dilation=1):
+    """Along one axis: the outputs ``[o0, o1)`` of a window op whose windows may read an input in ``[lo, hi)``
+    (a superset: every output reading one of them lies inside). ``o0 == o1`` when none does."""
+    o0 = max(0, -(-(lo + pad - (kernel - 1) * dilation) // stride))
+    o1 = min(n_out, (hi - 1 + pad) // stride + 1)
+    return o0, max(o0, o1)
+
+
+def in_span(o0, o1, kernel, stride, pad, dilation=1):
+    """Along one axis: the inputs ``[r0, r1)`` (padding coordinates may lie outside the tensor) read by outputs ``[o0, o1)``."""
+    return o0 * stride - pad, (o1 - 1) * stride - pad + (kernel - 1) * dilation + 1
+
+
+def frame_of(x, rows, cols, fill=0):
+    """``x[:, r0:r1, c0:c1]`` of a (C, H, W) array as a new array; positions outside ``x`` hold ``fill``."""
+    (r0, r1), (c0, c1) = rows, cols
+    c, h, w = x.shape
+    if r0 >= 0 and c0 >= 0 and r1 <= h and c1 <= w:
+        return x[:, r0:r1, c0:c1].copy()
+    out = np.full((c, r1 - r0, c1 - c0), fill, dtype=x.dtype)
+    y0, y1, x0, x1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+    if y0 < y1 and x0 < x1:
+        out[:, y0 - r0:y1 - r0, x0 - c0:x1 - c0] = x[:, y0:y1, x0:x1]
+    return out
+
+
+def bbox(mask):
+    """Bounding box ``(y0, y1, x0, x1)`` (half-open) of the True positions of a (H, W) mask, or None."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+#: Exactness limits of float products: every integer of magnitude below these is exact in float32 / float64.
+EXACT_F32, EXACT_F64 = 2 ** 24, 2 ** 53
+
+
+class ConvWeights:
+    """A conv's integer weights prepared once for :meth:`valid`: window-local exact products.
+
+    ``valid`` computes the unpadded convolution of a small int64 frame in float32 or float64 when
+    the bound ``max_o sum |w_o| * max |x|`` proves every partial sum is an exactly representable
+    integer (any summation order, FMA included), and in int64 otherwise. Same integers either way.
+    """
+
+    def __init__(self, w, *, stride=(1, 1), dilation=(1, 1), groups=1):
+        self.w = np.asarray(w, dtype=np.int64)
+        o, cg, kh, kw = self.w.shape
+        self.shape, self.stride, self.dilation, self.groups = (o, cg, kh, kw), tuple(stride), tuple(dilation), groups
+        self.l1 = int(np.abs(self.w).reshape(o, -1).sum(axis=1).max()) if o else 0
+        self._cache = {}
+
+    def _mat(self, dtype):
+        """(G, O/G, kh*kw*cg) weights, columns ordered tap-major: matches the stacked shifted frames."""
+        m = self._cache.get(dtype)
+        if m is None:
+            o, cg, kh, kw = self.shape
+            g = self.groups
+            m = self.w.reshape(g, o // g, cg, kh * kw).transpose(0, 1, 3, 2).reshape(g, o // g, kh * kw * cg)
+            m = self._cache[dtype] = np.ascontiguousarray(m.astype(dtype))
+        return m
+
+    def dtype_for(self, x):
+        if x.size == 0:
+            return np.float32
+        bound = self.l1 * max(int(x.max()), -int(x.min()))
+        return np.float32 if bound < EXACT_F32 else np.float64 if bound < EXACT_F64 else np.int64
+
+    def valid(self, x):
+        """Unpadded convolution of ``x`` (Cin, R, C) int64 -> (O, oh, ow) int64, exact."""
+        o, cg, kh, kw = self.shape
+        (sh, sw), (dh, dw), g = self.stride, self.dilation, self.groups
+        cin, r, c = x.shape
+        oh, ow = (r - (kh - 1) * dh - 1) // sh + 1, (c - (kw - 1) * dw - 1) // sw + 1
+        dt = self.dtype_for(x)
+        xf = x.astype(dt)
+        if (sh, sw) == (1, 1):
+            # flattened frame: tap (ky, kx) is the contiguous slice starting at ky*dh*C + kx*dw; output
+            # (y, x) sits at y*C + x of every slice (columns past ow wrap around and are dropped)
+            n = (oh - 1) * c + ow
+            flat = xf.reshape(g, cg, r * c)
+            cols = np.empty((g, kh * kw, cg, oh * c), dtype=dt)
+            for t, (ky, kx, oy, ox) in enumerate(_taps(kh, kw, (dh, dw))):
+                s = oy * c + ox
+                cols[:, t, :, :n] = flat[:, :, s:s + n]
+            cols[:, :, :, n:] = 0
+            y = np.matmul(self._mat(dt), cols.reshape(g, kh * kw * cg, oh * c))
+            y = y.reshape(o, oh, c)[:, :, :ow]
+        else:
+            cols = np.empty((g, kh * kw, cg, oh, ow), dtype=dt)
+            xg = xf.reshape(g, cg, r, c)
+            for t, (ky, kx, oy, ox) in enumerate(_taps(kh, kw, (dh, dw))):
+                cols[:, t] = xg[:, :, oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw]
+            y = np.matmul(self._mat(dt), cols.reshape(g, kh * kw * cg, oh * ow)).reshape(o, oh, ow)
+        return y.astype(np.int64)
+
+
+def sum_valid(x, kernel, stride):
+    """Unpadded per-channel window sum of ``x`` (C, R, C') int64 -> (C, oh, ow), exact."""
+    kh, kw = kernel
+    sh, sw = stride
+    v = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    return v.sum(axis=(-2, -1))
+
+
+def max_valid(x, kernel, stride, dilation=(1, 1)):
+    """Unpadded per-channel window max of ``x`` (C, R, C')."""
+    kh, kw = kernel
+    sh, sw = stride
+    c, r, cc = x.shape
+    oh, ow = (r - (kh - 1) * dilation[0] - 1) // sh + 1, (cc - (kw - 1) * dilation[1] - 1) // sw + 1
+    out = None
+    for ky, kx, oy, ox in _taps(kh, kw, dilation):
+        sl = x[:, oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw]
+        out = sl.copy() if out is None else np.maximum(out, sl, out=out)
+    return out
