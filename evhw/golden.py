@@ -26,14 +26,17 @@ POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
 # ----------------------------------------------------------------------------------------------
 # value function and linear terms
 
-def requantize(x, mult, shift):
+def requantize(x, mult, shift, out=None):
     """``(x * M + 2**(S-1)) >> S``: round half towards +infinity, arithmetic shift (floor).
 
-    ``mult`` and ``shift`` are per channel (axis 0 of ``x``), or per element for a 1-D ``x``."""
+    ``mult`` and ``shift`` are per channel (axis 0 of ``x``), or per element for a 1-D ``x``.
+    ``out=x`` computes in place."""
     mult = mult.reshape((-1,) + (1,) * (x.ndim - 1))
     shift = shift.reshape((-1,) + (1,) * (x.ndim - 1))
     half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-    return np.right_shift(x * mult + half, shift)
+    y = np.multiply(x, mult, out=out)
+    np.add(y, half, out=y)
+    return np.right_shift(y, shift, out=y)
 
 
 def value_pre_pool(layer: QLayer, acc, chan=None):
@@ -53,20 +56,20 @@ def value_pre_pool(layer: QLayer, acc, chan=None):
     x = acc + per(layer.bias)
     if layer.mult is None:
         return x
-    v = requantize(x, per(layer.mult).reshape(-1), per(layer.shift).reshape(-1))
+    v = requantize(x, per(layer.mult).reshape(-1), per(layer.shift).reshape(-1), out=x)   # in place
     if layer.act == "relu":
-        v = np.maximum(v, 0)
+        np.maximum(v, 0, out=v)
     elif layer.act == "relu6":
-        v = np.clip(v, 0, layer.act_hi)
+        np.clip(v, 0, layer.act_hi, out=v)
     elif layer.act in ("leaky", "prelu"):
         # negative values times the (per-channel) slope num / 2**shift, rounded down (arithmetic shift)
         v = np.where(v >= 0, v, np.right_shift(v * per(layer.leaky_num), layer.leaky_shift))
     elif layer.act == "clip":
-        v = np.clip(v, layer.act_lo if layer.act_lo is not None else layer.out.lo,
-                    layer.act_hi if layer.act_hi is not None else layer.out.hi)
+        np.clip(v, layer.act_lo if layer.act_lo is not None else layer.out.lo,
+                layer.act_hi if layer.act_hi is not None else layer.out.hi, out=v)
     elif layer.act != "none":
         raise ConfigError(f"layer {layer.name!r}: unknown activation {layer.act!r}")
-    return np.clip(v, layer.out.lo, layer.out.hi)
+    return np.clip(v, layer.out.lo, layer.out.hi, out=v)
 
 
 def apply_pools(layer: QLayer, v):
@@ -191,6 +194,16 @@ def _window_slice(win, ndim):
         return (slice(None),)
     y0, y1, x0, x1 = win
     return (slice(None), slice(y0, y1), slice(x0, x1))
+
+
+def _tight(win, nz):
+    """The bounding window of the True elements of ``nz`` (a mask on window ``win``) and ``nz`` cut to it;
+    ``(None, None)`` when there are none."""
+    box = ops.bbox(nz.any(axis=0))
+    if box is None:
+        return None, None
+    y0, y1, x0, x1 = box
+    return (win[0] + y0, win[0] + y1, win[2] + x0, win[2] + x1), nz[:, y0:y1, x0:x1]
 
 
 def _hull(a, b):
@@ -610,9 +623,10 @@ class EventModel:
         elements only. Outside it nothing changes: an unevaluated element has ``v = b`` and its gate does
         not change (docs/semantics.md, "Which elements are evaluated")."""
         ci = counts["input"] = LayerCount()
-        deltas, wins = {}, {}
+        deltas, wins, nzs = {}, {}, {}     # nzs: a tensor's (delta != 0) on its window, when the gate knows it
         full = (0, x.shape[1], 0, x.shape[2]) if x.ndim == 3 else None
-        deltas["input"], wins["input"] = self._gate_window("input", full, x, np.ones(x.shape, bool), zero_th, ci)
+        deltas["input"], wins["input"], nzs["input"] = self._gate_window("input", full, x, np.ones(x.shape, bool),
+                                                                         zero_th, ci)
         values = {}
         for s in self.q.steps:
             if isinstance(s, QView):
@@ -622,7 +636,7 @@ class EventModel:
             c = counts[s.name] = LayerCount()
             acc = self.a[s.name]
             if len(s.acc_shape) == 3:
-                touched, hull = self._accumulate(s, deltas, wins, acc, c)
+                touched, hull = self._accumulate(s, deltas, wins, nzs, acc, c)
             else:
                 touched = np.zeros(s.acc_shape, bool)
                 for i, term in enumerate(s.terms):
@@ -639,11 +653,11 @@ class EventModel:
                 values[s.name] = apply_pools(s, value_pre_pool(s, acc))      # a readout: every element
                 continue
             v, ev, win = self._values_window(s, acc, touched, hull)
-            deltas[s.name], wins[s.name] = self._gate_window(s.name, win, v, ev, zero_th, c)
+            deltas[s.name], wins[s.name], nzs[s.name] = self._gate_window(s.name, win, v, ev, zero_th, c)
             values[s.name] = self.b[s.name]                                   # = the layer's values
         return values
 
-    def _accumulate(self, s: QLayer, deltas, wins, acc, c):
+    def _accumulate(self, s: QLayer, deltas, wins, nzs, acc, c):
         """Apply a spatial layer's terms on the windows their changes reach. Returns the touched mask and
         the hull of the updated windows (or None)."""
         touched = np.zeros(s.acc_shape, bool)
@@ -654,13 +668,22 @@ class EventModel:
             if win is None:
                 continue
             dlt = deltas[term.src]
-            y0, y1, x0, x1 = win
-            nz = dlt[:, y0:y1, x0:x1] != 0
-            box = ops.bbox(nz.any(axis=0))
-            if box is None:
-                continue
+            wy0, wy1, wx0, wx1 = win
+            nz = nzs.get(term.src)                  # known, and the window tight, from the gate
+            g = term.attrs["groups"] if term.kind == "conv" else 1
+            cols_g = None
+            if term.kind == "conv":
+                cols_g = (nz if nz is not None else dlt[:, wy0:wy1, wx0:wx1] != 0)
+                cols_g = cols_g.reshape(g, -1, *cols_g.shape[1:]).any(axis=1)
+            if nz is not None:
+                box = (0, wy1 - wy0, 0, wx1 - wx0)
+            else:
+                nz = dlt[:, wy0:wy1, wx0:wx1] != 0
+                box = ops.bbox(cols_g.any(axis=0) if cols_g is not None else nz.any(axis=0))
+                if box is None:
+                    continue
             self._count_term(s, i, c, self._cost((s.name, i), nz, win))
-            y0, y1, x0, x1 = box[0] + y0, box[1] + y0, box[2] + x0, box[3] + x0      # tight window
+            y0, y1, x0, x1 = box[0] + wy0, box[1] + wy0, box[2] + wx0, box[3] + wx0      # tight window
             if term.kind == "scale":
                 sl = (slice(None), slice(y0, y1), slice(x0, x1))
                 d = dlt[sl]
@@ -676,18 +699,18 @@ class EventModel:
             ox = ops.out_span(x0, x1, ow, kernel[1], stride[1], pads[1], dil[1])
             if oy[0] == oy[1] or ox[0] == ox[1]:
                 continue                                    # the changes reach no output
-            local = ops.frame_of(dlt, ops.in_span(*oy, kernel[0], stride[0], pads[0], dil[0]),
-                                 ops.in_span(*ox, kernel[1], stride[1], pads[1], dil[1]))
+            rows = ops.in_span(*oy, kernel[0], stride[0], pads[0], dil[0])
+            cols = ops.in_span(*ox, kernel[1], stride[1], pads[1], dil[1])
+            local = ops.frame_of(dlt, rows, cols)
             sl = (slice(None), slice(*oy), slice(*ox))
             if term.kind == "conv":
                 acc[sl] += self._conv_weights(s.name, i).valid(local)
-                g = a["groups"]
-                act = (local != 0).reshape(g, -1, *local.shape[1:]).any(axis=1)
-                r = ops.reach(act, kernel=kernel, stride=stride, dilation=dil)
+                act = ops.frame_of(cols_g, rows, cols, False, origin=(wy0, wx0))
+                r = ops.valid_reduce(act, kernel, stride, dil, np.logical_or)
                 touched[sl] |= np.repeat(r, term.weight.shape[0] // g, axis=0) if g > 1 else r
             else:       # sumpool
-                acc[sl] += ops.sum_valid(local, kernel, stride)
-                touched[sl] |= ops.reach(local != 0, kernel=kernel, stride=stride)
+                acc[sl] += ops.valid_reduce(local, kernel, stride)
+                touched[sl] |= ops.valid_reduce(local != 0, kernel, stride, op=np.logical_or)
             hull = _hull(hull, (oy[0], oy[1], ox[0], ox[1]))
         return touched, hull
 
@@ -698,7 +721,8 @@ class EventModel:
         if cw.shape[1:] == (1, 1):                  # one cost per channel
             return int(np.count_nonzero(nz, axis=(1, 2)) @ np.broadcast_to(cw, (nz.shape[0], 1, 1)).reshape(-1))
         if cw.shape[0] == 1:                        # the same cost plane for every channel
-            return int((nz.sum(axis=0) * cw[0, y0:y1, x0:x1]).sum())
+            n = nz.view(np.uint8).sum(axis=0, dtype=np.int64 if nz.shape[0] > 255 else np.uint8)
+            return int(np.vdot(n, cw[0, y0:y1, x0:x1]))
         return int((nz * cw[:, y0:y1, x0:x1]).sum())
 
     def _conv_weights(self, layer, i):
@@ -736,8 +760,9 @@ class EventModel:
         if py[0] == py[1] or px[0] == px[1]:
             return None, None, None
         rows, cols = ops.in_span(*py, kh, sh, pads[0], dh), ops.in_span(*px, kw, sw, pads[1], dw)
-        v = ops.max_valid(ops.frame_of(pre, rows, cols, np.iinfo(np.int64).min), (kh, kw), (sh, sw), (dh, dw))
-        ev = ops.reach(ops.frame_of(touched, rows, cols, False), kernel=(kh, kw), stride=(sh, sw), dilation=(dh, dw))
+        v = ops.valid_reduce(ops.frame_of(pre, rows, cols, np.iinfo(np.int64).min), (kh, kw), (sh, sw), (dh, dw),
+                             np.maximum)
+        ev = ops.valid_reduce(ops.frame_of(touched, rows, cols, False), (kh, kw), (sh, sw), (dh, dw), np.logical_or)
         return v, ev, (py[0], py[1], px[0], px[1])
 
     def _gate_window(self, gname, win, v, ev, zero_th, counts: LayerCount):
@@ -746,17 +771,18 @@ class EventModel:
         deltas and their window (None: all zero)."""
         t, pol = self.tensors[gname], self.policy
         if v is None:
-            return np.zeros(t.shape, np.int64), None
+            return np.zeros(t.shape, np.int64), None, None
         if self.chunk_ids[gname] is not None or len(t.shape) != 3:
             # chunked gates (a fired chunk sends members outside the window), 1-D tensors: gathered form
             evm = np.zeros(t.shape, bool)
             sl = _window_slice(win, len(t.shape))
             evm[sl] = ev
             sent = self._gate_at(gname, np.flatnonzero(evm), v[ev], zero_th, counts)
-            return sent, (ops.bbox(np.any(sent != 0, axis=0)) if len(t.shape) == 3 else None)
+            return sent, (ops.bbox(np.any(sent != 0, axis=0)) if len(t.shape) == 3 else None), None
         sl = _window_slice(win, 3)
         b, d = self.b[gname][sl], self.d[gname][sl]        # views of the gate state
-        d += v - b                                           # elsewhere in the window v == b
+        d += v                                               # d += v - b; elsewhere in the window v == b
+        d -= b
         b[...] = v
         h = (np.zeros(t.channels, np.int64) if zero_th else self.thresholds[gname]).reshape(-1, 1, 1)
         sent = np.zeros(t.shape, np.int64)
@@ -769,19 +795,20 @@ class EventModel:
             np.multiply(n, q, out=sw)
             d -= sw
             counts.gate_t += int(np.count_nonzero(n))
-            return sent, win
-        fire = np.abs(d) > h
+            return (sent,) + _tight(win, n != 0)
+        fire = d > h
+        fire |= d < -h
         fire &= ev
         np.copyto(sw, d, where=fire)
-        counts.gate_t += int(np.count_nonzero(sw))
+        counts.gate_t += int(np.count_nonzero(fire))          # a fired element has |d| > h >= 0
         if pol.memory_loss:
             lost = np.zeros(t.shape, np.int64)
             lost[sl] = np.where(ev & ~fire, np.abs(d), 0)
             self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())
-            d[ev] = 0
+            np.copyto(d, 0, where=ev)
         else:
-            d[fire] = 0
-        return sent, win
+            np.copyto(d, 0, where=fire)
+        return (sent,) + _tight(win, fire)          # a fired element has d != 0: fire = (sent != 0)
 
     def step(self, frame) -> FrameResult:
         """Process one frame; returns its output and counters."""

@@ -175,9 +175,11 @@ def in_span(o0, o1, kernel, stride, pad, dilation=1):
     return o0 * stride - pad, (o1 - 1) * stride - pad + (kernel - 1) * dilation + 1
 
 
-def frame_of(x, rows, cols, fill=0):
-    """``x[:, r0:r1, c0:c1]`` of a (C, H, W) array as a new array; positions outside ``x`` hold ``fill``."""
+def frame_of(x, rows, cols, fill=0, origin=(0, 0)):
+    """``x[:, r0:r1, c0:c1]`` of a (C, H, W) array as a new array; positions outside ``x`` hold ``fill``.
+    ``origin``: the coordinates of ``x[:, 0, 0]`` (``x`` is a window of a larger tensor)."""
     (r0, r1), (c0, c1) = rows, cols
+    r0, r1, c0, c1 = r0 - origin[0], r1 - origin[0], c0 - origin[1], c1 - origin[1]
     c, h, w = x.shape
     if r0 >= 0 and c0 >= 0 and r1 <= h and c1 <= w:
         return x[:, r0:r1, c0:c1].copy()
@@ -261,22 +263,21 @@ class ConvWeights:
         return y.astype(np.int64)
 
 
-def sum_valid(x, kernel, stride):
-    """Unpadded per-channel window sum of ``x`` (C, R, C') int64 -> (C, oh, ow), exact."""
+def valid_reduce(x, kernel, stride=(1, 1), dilation=(1, 1), op=np.add):
+    """Unpadded per-channel window reduction of ``x`` (C, R, C') by an associative, commutative ufunc
+    (``np.add``: window sum, ``np.maximum``: max-pool, ``np.logical_or``: reach), computed separably
+    (rows, then columns): ``kh + kw`` slice operations instead of ``kh * kw``."""
     kh, kw = kernel
     sh, sw = stride
-    v = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
-    return v.sum(axis=(-2, -1))
-
-
-def max_valid(x, kernel, stride, dilation=(1, 1)):
-    """Unpadded per-channel window max of ``x`` (C, R, C')."""
-    kh, kw = kernel
-    sh, sw = stride
-    c, r, cc = x.shape
-    oh, ow = (r - (kh - 1) * dilation[0] - 1) // sh + 1, (cc - (kw - 1) * dilation[1] - 1) // sw + 1
-    out = None
-    for ky, kx, oy, ox in _taps(kh, kw, dilation):
-        sl = x[:, oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw]
-        out = sl.copy() if out is None else np.maximum(out, sl, out=out)
+    dh, dw = dilation
+    _, r, cc = x.shape
+    oh, ow = (r - (kh - 1) * dh - 1) // sh + 1, (cc - (kw - 1) * dw - 1) // sw + 1
+    if oh == 1 and ow == 1:                     # one window (a global pool): reduce it at once
+        return op.reduce(op.reduce(x[:, 0:(kh - 1) * dh + 1:dh, 0:(kw - 1) * dw + 1:dw], axis=2), axis=1)[:, None, None]
+    rows = x[:, 0:sh * (oh - 1) + 1:sh].copy()
+    for ky in range(1, kh):
+        op(rows, x[:, ky * dh:ky * dh + sh * (oh - 1) + 1:sh], out=rows)
+    out = rows[:, :, 0:sw * (ow - 1) + 1:sw].copy()
+    for kx in range(1, kw):
+        op(out, rows[:, :, kx * dw:kx * dw + sw * (ow - 1) + 1:sw], out=out)
     return out
