@@ -213,6 +213,39 @@ def _hull(a, b):
     return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
 
 
+class _CostPlane:
+    """A (H, W) per-position cost plane that is constant (``interior``) except in a border frame of
+    width ``band`` (a window op's padded edges): the cost of a mask is ``interior * count`` plus the
+    border's differences. ``interior`` is None when the plane has no such form (e.g. strides)."""
+
+    def __init__(self, cw):
+        self.interior = None
+        if cw is None or min(cw.shape) == 0:
+            return
+        h, w = cw.shape
+        c = cw[h // 2, w // 2]
+        diff = cw != c
+        band = 0                  # the narrowest border frame outside which the plane is constant
+        while 2 * band < min(h, w) and diff[band:h - band, band:w - band].any():
+            band += 1
+        if 2 * band >= min(h, w):
+            return
+        self.interior, self.band, self.diff, self.shape = int(c), band, (cw - c), (h, w)
+
+    def cost(self, nz, win):
+        y0, y1, x0, x1 = win
+        h, w = self.shape
+        b = self.band
+        total = self.interior * int(np.count_nonzero(nz))
+        # border strips, disjoint: top rows, bottom rows, then left / right columns of the middle rows
+        for r0, r1, c0, c1 in ((0, b, 0, w), (h - b, h, 0, w), (b, h - b, 0, b), (b, h - b, w - b, w)):
+            a0, a1, b0, b1 = max(r0, y0), min(r1, y1), max(c0, x0), min(c1, x1)
+            if a0 < a1 and b0 < b1 and b:
+                n = nz[:, a0 - y0:a1 - y0, b0 - x0:b1 - x0].sum(axis=0)
+                total += int((n * self.diff[a0:a1, b0:b1]).sum())
+        return total
+
+
 def _view_window(v: QView, wins, out: QTensor):
     """The window of a view's deltas, from its sources' windows."""
     if len(out.shape) != 3:
@@ -432,6 +465,7 @@ class EventModel:
         self.full_costs = {k: np.ascontiguousarray(np.broadcast_to(v, self.tensors[self._term(k).src].shape)).reshape(-1)
                            for k, v in self.costs.items()}
         self._convw = {}      # (layer, term) -> ops.ConvWeights, prepared on first use
+        self._cost_planes = {}
         self.set_thresholds(thresholds if thresholds is not None else q.thresholds)
         self.reset()
 
@@ -719,11 +753,18 @@ class EventModel:
         cw = self.costs[key]
         y0, y1, x0, x1 = win
         if cw.shape[1:] == (1, 1):                  # one cost per channel
+            if np.all(cw == 1):
+                return int(np.count_nonzero(nz))
             return int(np.count_nonzero(nz, axis=(1, 2)) @ np.broadcast_to(cw, (nz.shape[0], 1, 1)).reshape(-1))
-        if cw.shape[0] == 1:                        # the same cost plane for every channel
-            n = nz.view(np.uint8).sum(axis=0, dtype=np.int64 if nz.shape[0] > 255 else np.uint8)
-            return int(np.vdot(n, cw[0, y0:y1, x0:x1]))
-        return int((nz * cw[:, y0:y1, x0:x1]).sum())
+        plane = self._cost_planes.get(key)
+        if plane is None:
+            plane = self._cost_planes[key] = _CostPlane(cw[0] if cw.shape[0] == 1 else None)
+        if plane.interior is None:                  # no constant interior: weigh every element
+            if cw.shape[0] == 1:
+                n = nz.view(np.uint8).sum(axis=0, dtype=np.int64 if nz.shape[0] > 255 else np.uint8)
+                return int(np.vdot(n, cw[0, y0:y1, x0:x1]))
+            return int((nz * cw[:, y0:y1, x0:x1]).sum())
+        return plane.cost(nz, win)
 
     def _conv_weights(self, layer, i):
         w = self._convw.get((layer, i))
