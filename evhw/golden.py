@@ -184,83 +184,95 @@ def host_outputs(q: QNet, outs):
     return res
 
 
-def full_window(shape):
-    """The window of a whole tensor: (0, H, 0, W) for a spatial one, () for a 1-D one."""
-    return (0, shape[1], 0, shape[2]) if len(shape) == 3 else ()
+def _pm(x):
+    """A copy of ``x`` held position-major: for a (C, H, W) tensor, a (C, H, W) view of (H*W, C) storage
+    (all channels of a position in one contiguous row, which the event path gathers); 1-D: a copy."""
+    if x.ndim != 3:
+        return x.copy()
+    c, h, w = x.shape
+    st = np.empty((h * w, c), dtype=x.dtype)
+    st[...] = x.reshape(c, h * w).T
+    return st.reshape(h, w, c).transpose(2, 0, 1)
 
 
-def _window_slice(win, ndim):
-    if ndim != 3:
-        return (slice(None),)
-    y0, y1, x0, x1 = win
-    return (slice(None), slice(y0, y1), slice(x0, x1))
+def _rows(x):
+    """The (H*W, C) storage of a position-major (C, H, W) view, or None if ``x`` is not held that way."""
+    st = x.transpose(1, 2, 0)
+    return st.reshape(-1, x.shape[0]) if st.flags.c_contiguous else None
 
 
-def _tight(win, nz):
-    """The bounding window of the True elements of ``nz`` (a mask on window ``win``) and ``nz`` cut to it;
-    ``(None, None)`` when there are none."""
-    box = ops.bbox(nz.any(axis=0))
-    if box is None:
-        return None, None
-    y0, y1, x0, x1 = box
-    return (win[0] + y0, win[0] + y1, win[2] + x0, win[2] + x1), nz[:, y0:y1, x0:x1]
+class _Delta:
+    """A spatial tensor's transmitted deltas on the event path: ``buf`` (H*W + 1, C), position-major,
+    zero except the rows ``pos`` (sorted positions with a non-zero channel); ``nz`` = ``buf[pos] != 0``;
+    the last row stays zero (padded taps gather it); ``dmax`` = max |delta|."""
+
+    __slots__ = ("buf", "pos", "nz", "_dmax")
+
+    def __init__(self, buf, pos, nz, dmax=None):
+        self.buf, self.pos, self.nz, self._dmax = buf, pos, nz, dmax
+
+    @property
+    def dmax(self):
+        if self._dmax is None:
+            r = self.buf[self.pos]
+            self._dmax = max(int(r.max()), -int(r.min())) if r.size else 0
+        return self._dmax
+
+    @staticmethod
+    def of(d):
+        """From a dense (C, H, W) delta tensor."""
+        c = d.shape[0]
+        buf = np.zeros((d[0].size + 1, c), np.int64)
+        buf[:-1] = d.reshape(c, -1).T
+        nz = buf[:-1] != 0
+        pos = np.flatnonzero(nz.any(axis=1))
+        return _Delta(buf, pos, nz[pos])
+
+    def dense(self, shape):
+        c, h, w = shape
+        return self.buf[:-1].reshape(h, w, c).transpose(2, 0, 1)
 
 
-def _hull(a, b):
-    """The bounding window of two windows (None = empty)."""
-    if a is None:
-        return b
-    return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+class _Geometry:
+    """Tap index tables of a window op (conv, sum- or max-pool) from an (H, W) input to an (oh, ow)
+    output, on flat positions; taps row by row (the order of :func:`ops._taps`)."""
 
+    def __init__(self, in_hw, out_hw, kernel, stride, pads, dilation=(1, 1)):
+        (h, w), (oh, ow) = in_hw, out_hw
+        ky, kx = np.divmod(np.arange(kernel[0] * kernel[1]), kernel[1])
+        ty, tx = ky * dilation[0], kx * dilation[1]
+        (sh, sw), pt, pl = stride, pads[0], pads[1]
+        self.n_in, self.n_out = h * w, oh * ow
+        # per input position and tap: the output it reaches, or -1 (padding, stride gap, outside)
+        iy, ix = np.divmod(np.arange(h * w), w)
+        oy, ry = np.divmod(iy[:, None] + pt - ty, sh)
+        ox, rx = np.divmod(ix[:, None] + pl - tx, sw)
+        ok = (ry == 0) & (rx == 0) & (oy >= 0) & (ox >= 0) & (oy < oh) & (ox < ow)
+        self.reach = np.where(ok, oy * ow + ox, -1)
+        # per output position and tap: the input position read, or H*W for a padded tap
+        oy, ox = np.divmod(np.arange(oh * ow), ow)
+        iy, ix = oy[:, None] * sh - pt + ty, ox[:, None] * sw - pl + tx
+        ok = (iy >= 0) & (ix >= 0) & (iy < h) & (ix < w)
+        self.gather = np.where(ok, iy * w + ix, h * w)
 
-class _CostPlane:
-    """A (H, W) per-position cost plane that is constant (``interior``) except in a border frame of
-    width ``band`` (a window op's padded edges): the cost of a mask is ``interior * count`` plus the
-    border's differences. ``interior`` is None when the plane has no such form (e.g. strides)."""
+    def reached(self, pos):
+        """The sorted outputs that read at least one of the input positions ``pos``."""
+        hit = np.zeros(self.n_out, bool)
+        t = self.reach[pos]
+        hit[t[t >= 0]] = True
+        return np.flatnonzero(hit)
 
-    def __init__(self, cw):
-        self.interior = None
-        if cw is None or min(cw.shape) == 0:
-            return
-        h, w = cw.shape
-        c = cw[h // 2, w // 2]
-        diff = cw != c
-        band = 0                  # the narrowest border frame outside which the plane is constant
-        while 2 * band < min(h, w) and diff[band:h - band, band:w - band].any():
-            band += 1
-        if 2 * band >= min(h, w):
-            return
-        self.interior, self.band, self.diff, self.shape = int(c), band, (cw - c), (h, w)
-
-    def cost(self, nz, win):
-        y0, y1, x0, x1 = win
-        h, w = self.shape
-        b = self.band
-        total = self.interior * int(np.count_nonzero(nz))
-        # border strips, disjoint: top rows, bottom rows, then left / right columns of the middle rows
-        for r0, r1, c0, c1 in ((0, b, 0, w), (h - b, h, 0, w), (b, h - b, 0, b), (b, h - b, w - b, w)):
-            a0, a1, b0, b1 = max(r0, y0), min(r1, y1), max(c0, x0), min(c1, x1)
-            if a0 < a1 and b0 < b1 and b:
-                n = nz[:, a0 - y0:a1 - y0, b0 - x0:b1 - x0].sum(axis=0)
-                total += int((n * self.diff[a0:a1, b0:b1]).sum())
-        return total
-
-
-def _view_window(v: QView, wins, out: QTensor):
-    """The window of a view's deltas, from its sources' windows."""
-    if len(out.shape) != 3:
-        return None
-    if v.kind == "concat":
-        hull = None
-        for w in wins:
-            if w is not None:
-                hull = _hull(hull, w)
-        return hull
-    if v.kind == "upsample" and wins[0] is not None:
-        fh, fw = v.attrs["scale"]
-        y0, y1, x0, x1 = wins[0]
-        return y0 * fh, y1 * fh, x0 * fw, x1 * fw
-    return None if wins[0] is None else full_window(out.shape)
+    def reached_by(self, pos, gm):
+        """Per output and group, whether it reads a position of ``pos`` whose group changed: ``gm``
+        (positions, groups) bool -> (outputs, groups) bool."""
+        g = gm.shape[1]
+        if self.n_out == 1:                          # a global window
+            return gm[(self.reach[pos] >= 0).any(axis=1)].any(axis=0)[None]
+        si, gi = np.nonzero(gm)
+        t = self.reach[pos[si]]
+        ok = t >= 0
+        flat = (t * g + gi[:, None])[ok]
+        return np.bincount(flat, minlength=self.n_out * g).reshape(self.n_out, g) > 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -464,8 +476,8 @@ class EventModel:
         self.chunk_flat = {g: ids.reshape(-1) for g, ids in self.chunk_ids.items() if ids is not None}
         self.full_costs = {k: np.ascontiguousarray(np.broadcast_to(v, self.tensors[self._term(k).src].shape)).reshape(-1)
                            for k, v in self.costs.items()}
-        self._convw = {}      # (layer, term) -> ops.ConvWeights, prepared on first use
-        self._cost_planes = {}
+        self._convw, self._geo, self._pool_geo = {}, {}, {}    # per term / layer, prepared on first use
+        self._planes = {g: int(np.prod(self.tensors[g].shape)) // self.tensors[g].channels for g in q.gates()}
         self.set_thresholds(thresholds if thresholds is not None else q.thresholds)
         self.reset()
 
@@ -484,6 +496,7 @@ class EventModel:
                 raise ConfigError(f"thresholds of gate {gname!r} must lie in 0..{t.span}")
             th[gname] = h
         self.thresholds = th
+        self._h_tiles = {}
 
     def reset(self):
         """Start a new sequence: the next frame is exact (flush, or warm-up from the null state)."""
@@ -498,11 +511,11 @@ class EventModel:
     # -- helpers
     def _load_dense(self, frame):
         vals, accs = dense_forward(self.q, frame, with_acc=True)
-        self.a = {k: v.copy() for k, v in accs.items()}
+        self.a = {k: _pm(v) for k, v in accs.items()}
         self.pre = {}     # rebuilt from the accumulators when next needed
         for gname in self.q.gates():
-            self.b[gname] = vals[gname].copy()
-            self.d[gname] = np.zeros_like(vals[gname])
+            self.b[gname] = _pm(vals[gname])
+            self.d[gname] = _pm(np.zeros_like(vals[gname]))
         return vals
 
     def _bshape(self, t: QTensor):
@@ -555,12 +568,22 @@ class EventModel:
         fires; a chunk can fire only if one of its members is evaluated (docs/semantics.md,
         "Which elements are evaluated", "Granularity")."""
         t, pol = self.tensors[gname], self.policy
-        b, d = self.b[gname].reshape(-1), self.d[gname].reshape(-1)      # views of the gate state
-        dv = d[idx] + (vi - b[idx])
-        d[idx] = dv
-        b[idx] = vi
+        plane = int(np.prod(t.shape)) // t.channels                      # elements per channel
+        if len(t.shape) == 3:       # position-major state: channel-major flat index -> storage index
+            b, d = _rows(self._held(self.b, gname)).reshape(-1), _rows(self._held(self.d, gname)).reshape(-1)
+
+            def at(i):
+                return (i % plane) * t.channels + i // plane
+        else:
+            b, d = self.b[gname].reshape(-1), self.d[gname].reshape(-1)  # views of the gate state
+
+            def at(i):
+                return i
+        pi = at(idx)
+        dv = d[pi] + (vi - b[pi])
+        d[pi] = dv
+        b[pi] = vi
         h = np.zeros(t.channels, np.int64) if zero_th else self.thresholds[gname]
-        plane = d.size // t.channels                                      # elements per channel
         sent = np.zeros(t.shape, np.int64)
         sf = sent.reshape(-1)
         counts.gate_u += int(idx.size)
@@ -568,7 +591,7 @@ class EventModel:
             q = np.maximum(h[idx // plane], 1)
             n = np.sign(dv) * ((np.abs(dv) + q // 2) // q)
             sf[idx] = n * q
-            d[idx] = dv - n * q
+            d[pi] = dv - n * q
             counts.gate_t += int(np.count_nonzero(n))
             return sent
         ids = self.chunk_ids[gname]
@@ -581,7 +604,7 @@ class EventModel:
             mem = self.chunk_members[gname][cand]
             ok = mem >= 0
             mem = np.where(ok, mem, 0)
-            dm, hm = np.abs(d[mem]), h[mem // plane]
+            dm, hm = np.abs(d[at(mem)]), h[mem // plane]
             if pol.norm_gate:
                 over = np.where(ok, dm - hm, 0).sum(axis=1) > 0
             else:
@@ -589,15 +612,15 @@ class EventModel:
             counts.chunks_fired += int(over.sum())
             fired_idx = mem[over][ok[over]]                               # a fired chunk sends every member
             fire = over[np.searchsorted(cand, cid)]
-        sf[fired_idx] = d[fired_idx]
+        sf[fired_idx] = d[at(fired_idx)]
         counts.gate_t += int(np.count_nonzero(sf[fired_idx]))
         if pol.memory_loss:
             lost = np.zeros(t.shape, np.int64)
             keep = idx[~fire]
-            lost.reshape(-1)[keep] = np.abs(d[keep])
+            lost.reshape(-1)[keep] = np.abs(d[at(keep)])
             self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())
-            d[idx] = 0
-        d[fired_idx] = 0
+            d[pi] = 0
+        d[at(fired_idx)] = 0
         return sent
 
     # -- event frames
@@ -649,207 +672,224 @@ class EventModel:
             c.buffer_reads = int(np.prod(s.acc_shape))
             c.buffer_writes = acc_u
 
-    def _event_windowed(self, x, zero_th, counts):
+    def _held(self, store, name):
+        """``store[name]``, held position-major if it is spatial (re-stored if someone replaced it)."""
+        x = store[name]
+        if x.ndim == 3 and _rows(x) is None:
+            x = store[name] = _pm(x)
+        return x
+
+    def _event_sparse(self, x, zero_th, counts):
         """One event frame, same results and counters as :meth:`_event_reference`, with the work following
-        the change: each spatial tensor's deltas carry a window (bounding box of the non-zero columns,
-        or None); terms update the accumulator only on the window their changes reach (exact window-local
-        products, :class:`ops.ConvWeights`), and value functions and gates run on the window of touched
-        elements only. Outside it nothing changes: an unevaluated element has ``v = b`` and its gate does
-        not change (docs/semantics.md, "Which elements are evaluated")."""
+        the change. Spatial state is held position-major (:func:`_pm`); a spatial tensor's deltas travel
+        as a :class:`_Delta` (the positions with a non-zero channel). A conv or sum-pool term computes its
+        accumulator change only at the outputs those positions reach (one gather of their input taps and
+        one exact product, :class:`ops.ConvWeights`); value functions, max-pool windows and gates run on
+        the touched positions only. Elsewhere nothing changes: an unevaluated element has ``v = b`` and its
+        gate does not change (docs/semantics.md, "Which elements are evaluated")."""
         ci = counts["input"] = LayerCount()
-        deltas, wins, nzs = {}, {}, {}     # nzs: a tensor's (delta != 0) on its window, when the gate knows it
-        full = (0, x.shape[1], 0, x.shape[2]) if x.ndim == 3 else None
-        deltas["input"], wins["input"], nzs["input"] = self._gate_window("input", full, x, np.ones(x.shape, bool),
-                                                                         zero_th, ci)
+        deltas, dl = {}, {}
+        if x.ndim == 3:
+            c = x.shape[0]
+            rows = np.ascontiguousarray(x.reshape(c, -1).T)
+            deltas["input"], dl["input"] = self._gate_rows("input", np.arange(rows.shape[0]), rows,
+                                                           np.ones(rows.shape, bool), zero_th, ci)
+        else:
+            deltas["input"] = self._gate_at("input", np.arange(x.size), x.reshape(-1), zero_th, ci)
         values = {}
         for s in self.q.steps:
             if isinstance(s, QView):
                 deltas[s.name] = view_apply(s, [deltas[n] for n in s.srcs])
-                wins[s.name] = _view_window(s, [wins.get(n) for n in s.srcs], self.tensors[s.name])
                 continue
             c = counts[s.name] = LayerCount()
-            acc = self.a[s.name]
-            if len(s.acc_shape) == 3:
-                touched, hull = self._accumulate(s, deltas, wins, nzs, acc, c)
-            else:
-                touched = np.zeros(s.acc_shape, bool)
-                for i, term in enumerate(s.terms):
-                    dlt = deltas[term.src]
-                    active = dlt != 0
-                    if not active.any():
-                        continue
-                    acc += term_delta(term, dlt)
-                    touched |= term_touched(term, active)
-                    self._count_term(s, i, c, int(self.full_costs[(s.name, i)][active.reshape(-1)].sum()))
-                hull = full_window(acc.shape) if touched.any() else None
-            self._after_accumulate(s, acc, c, int(np.count_nonzero(touched)))
-            if not s.gated:
-                values[s.name] = apply_pools(s, value_pre_pool(s, acc))      # a readout: every element
+            if len(s.acc_shape) == 1:
+                self._layer_flat(s, deltas, zero_th, c, values)
                 continue
-            v, ev, win = self._values_window(s, acc, touched, hull)
-            deltas[s.name], wins[s.name], nzs[s.name] = self._gate_window(s.name, win, v, ev, zero_th, c)
+            acc, tmask = self._accumulate(s, deltas, dl, c)
+            self._after_accumulate(s, self.a[s.name], c, int(np.count_nonzero(tmask)))
+            if not s.gated:
+                values[s.name] = apply_pools(s, value_pre_pool(s, self.a[s.name]))    # a readout: every element
+                continue
+            touched = np.flatnonzero(tmask[:-1].any(axis=1))
+            r, v, ev = self._values_rows(s, acc, tmask, touched)
+            deltas[s.name], dl[s.name] = self._gate_rows(s.name, r, v, ev, zero_th, c)
             values[s.name] = self.b[s.name]                                   # = the layer's values
         return values
 
-    def _accumulate(self, s: QLayer, deltas, wins, nzs, acc, c):
-        """Apply a spatial layer's terms on the windows their changes reach. Returns the touched mask and
-        the hull of the updated windows (or None)."""
+    def _layer_flat(self, s: QLayer, deltas, zero_th, c, values):
+        """A 1-D layer on the event path: whole (small) tensors, gate on the touched elements."""
+        acc = self.a[s.name]
         touched = np.zeros(s.acc_shape, bool)
-        hull = None
-        oh, ow = s.acc_shape[1:]
         for i, term in enumerate(s.terms):
-            win = wins[term.src]
-            if win is None:
-                continue
             dlt = deltas[term.src]
-            wy0, wy1, wx0, wx1 = win
-            nz = nzs.get(term.src)                  # known, and the window tight, from the gate
-            g = term.attrs["groups"] if term.kind == "conv" else 1
-            cols_g = None
-            if term.kind == "conv":
-                cols_g = (nz if nz is not None else dlt[:, wy0:wy1, wx0:wx1] != 0)
-                cols_g = cols_g.reshape(g, -1, *cols_g.shape[1:]).any(axis=1)
-            if nz is not None:
-                box = (0, wy1 - wy0, 0, wx1 - wx0)
-            else:
-                nz = dlt[:, wy0:wy1, wx0:wx1] != 0
-                box = ops.bbox(cols_g.any(axis=0) if cols_g is not None else nz.any(axis=0))
-                if box is None:
-                    continue
-            self._count_term(s, i, c, self._cost((s.name, i), nz, win))
-            y0, y1, x0, x1 = box[0] + wy0, box[1] + wy0, box[2] + wx0, box[3] + wx0      # tight window
-            if term.kind == "scale":
-                sl = (slice(None), slice(y0, y1), slice(x0, x1))
-                d = dlt[sl]
-                acc[sl] += d * term.weight.reshape(-1, 1, 1)
-                touched[sl] |= d != 0
-                hull = _hull(hull, (y0, y1, x0, x1))
+            active = dlt != 0
+            if not active.any():
                 continue
-            a = term.attrs
-            kernel = term.weight.shape[2:] if term.kind == "conv" else a["kernel"]
-            dil = a.get("dilation", (1, 1)) if term.kind == "conv" else (1, 1)
-            stride, pads = a["stride"], a["pads"]
-            oy = ops.out_span(y0, y1, oh, kernel[0], stride[0], pads[0], dil[0])
-            ox = ops.out_span(x0, x1, ow, kernel[1], stride[1], pads[1], dil[1])
-            if oy[0] == oy[1] or ox[0] == ox[1]:
-                continue                                    # the changes reach no output
-            rows = ops.in_span(*oy, kernel[0], stride[0], pads[0], dil[0])
-            cols = ops.in_span(*ox, kernel[1], stride[1], pads[1], dil[1])
-            local = ops.frame_of(dlt, rows, cols)
-            sl = (slice(None), slice(*oy), slice(*ox))
-            if term.kind == "conv":
-                acc[sl] += self._conv_weights(s.name, i).valid(local)
-                act = ops.frame_of(cols_g, rows, cols, False, origin=(wy0, wx0))
-                r = ops.valid_reduce(act, kernel, stride, dil, np.logical_or)
-                touched[sl] |= np.repeat(r, term.weight.shape[0] // g, axis=0) if g > 1 else r
-            else:       # sumpool
-                acc[sl] += ops.valid_reduce(local, kernel, stride)
-                touched[sl] |= ops.valid_reduce(local != 0, kernel, stride, op=np.logical_or)
-            hull = _hull(hull, (oy[0], oy[1], ox[0], ox[1]))
-        return touched, hull
+            acc += term_delta(term, dlt)
+            touched |= term_touched(term, active)
+            self._count_term(s, i, c, int(self.full_costs[(s.name, i)][active.reshape(-1)].sum()))
+        self._after_accumulate(s, acc, c, int(np.count_nonzero(touched)))
+        v = apply_pools(s, value_pre_pool(s, acc))
+        if s.gated:
+            idx = np.flatnonzero(touched)
+            deltas[s.name] = self._gate_at(s.name, idx, v[idx], zero_th, c)
+            v = self.b[s.name]
+        values[s.name] = v
 
-    def _cost(self, key, nz, win):
-        """Sum of the per-element MAC (or accumulation) costs over the non-zero deltas ``nz`` of window ``win``."""
+    def _accumulate(self, s: QLayer, deltas, dl, c):
+        """Apply a spatial layer's terms at the outputs their changed positions reach. Returns the
+        accumulator storage (H*W, C) and the touched elements (H*W + 1, C) (last row: False)."""
+        co, oh, ow = s.acc_shape
+        acc = _rows(self._held(self.a, s.name))
+        tmask = np.zeros((oh * ow + 1, co), bool)
+        for i, term in enumerate(s.terms):
+            src = dl.get(term.src)
+            if src is None:                                  # routed through a view: from the dense tensor
+                src = dl[term.src] = _Delta.of(deltas[term.src])
+            if src.pos.size == 0:
+                continue
+            self._count_term(s, i, c, self._cost((s.name, i), src))
+            if term.kind == "scale":
+                acc[src.pos] += src.buf[src.pos] * term.weight
+                tmask[src.pos] |= src.nz
+                continue
+            geo = self._geometry(s.name, i)
+            g = term.attrs["groups"] if term.kind == "conv" else co        # a sum-pool: every channel alone
+            if g == 1:
+                out = geo.reached(src.pos)
+                tmask[out] = True
+            else:
+                tg = geo.reached_by(src.pos, src.nz.reshape(src.pos.size, g, -1).any(axis=2))
+                out = np.flatnonzero(tg.any(axis=1))
+                tmask[:-1] |= np.repeat(tg, co // g, axis=1) if co != g else tg
+            if out.size == 0:
+                continue
+            taps = src.buf[geo.gather[out]]                  # (outputs, taps, C_in)
+            if term.kind == "conv":
+                acc[out] += self._conv_weights(s.name, i).rows(taps, src.dmax)
+            else:
+                acc[out] += taps.sum(axis=1)
+        return acc, tmask
+
+    def _cost(self, key, src: _Delta):
+        """Sum of the per-element MAC (or accumulation) costs over the non-zero deltas of ``src``."""
         cw = self.costs[key]
-        y0, y1, x0, x1 = win
-        if cw.shape[1:] == (1, 1):                  # one cost per channel
-            if np.all(cw == 1):
-                return int(np.count_nonzero(nz))
-            return int(np.count_nonzero(nz, axis=(1, 2)) @ np.broadcast_to(cw, (nz.shape[0], 1, 1)).reshape(-1))
-        plane = self._cost_planes.get(key)
-        if plane is None:
-            plane = self._cost_planes[key] = _CostPlane(cw[0] if cw.shape[0] == 1 else None)
-        if plane.interior is None:                  # no constant interior: weigh every element
-            if cw.shape[0] == 1:
-                n = nz.view(np.uint8).sum(axis=0, dtype=np.int64 if nz.shape[0] > 255 else np.uint8)
-                return int(np.vdot(n, cw[0, y0:y1, x0:x1]))
-            return int((nz * cw[:, y0:y1, x0:x1]).sum())
-        return plane.cost(nz, win)
+        if cw.shape[1:] == (1, 1):                           # one cost per channel (or one for all)
+            n = src.nz.shape[1]
+            return int(np.count_nonzero(src.nz, axis=0) @ np.broadcast_to(cw, (n, 1, 1)).reshape(-1))
+        return int((cw[0].reshape(-1)[src.pos] @ src.nz).sum())     # one cost plane for every channel
+
+    def _geometry(self, layer, i):
+        key = (layer, i)
+        geo = self._geo.get(key)
+        if geo is None:
+            t = self.q.layer(layer).terms[i]
+            a = t.attrs
+            kernel = t.weight.shape[2:] if t.kind == "conv" else a["kernel"]
+            geo = self._geo[key] = _Geometry(self.tensors[t.src].shape[1:], self.q.layer(layer).acc_shape[1:], kernel,
+                                             a["stride"], a["pads"], a.get("dilation", (1, 1)))
+        return geo
 
     def _conv_weights(self, layer, i):
         w = self._convw.get((layer, i))
         if w is None:
             t = self.q.layer(layer).terms[i]
-            a = t.attrs
-            w = self._convw[(layer, i)] = ops.ConvWeights(t.weight, stride=a["stride"], dilation=a["dilation"],
-                                                          groups=a["groups"])
+            w = self._convw[(layer, i)] = ops.ConvWeights(t.weight, groups=t.attrs["groups"])
         return w
 
-    def _values_window(self, s: QLayer, acc, touched, hull):
-        """A gated layer's values on the window of its evaluated elements: ``(v, evaluated, window)``, or
-        ``(None, None, None)`` when nothing was touched. A max-pooled layer keeps its pre-pool values."""
-        if hull is None:
-            return None, None, None
-        if len(s.acc_shape) == 1:
-            return value_pre_pool(s, acc), touched, hull
-        y0, y1, x0, x1 = hull
-        sl = (slice(None), slice(y0, y1), slice(x0, x1))
+    def _values_rows(self, s: QLayer, acc, tmask, touched):
+        """A gated spatial layer's values at the positions with an evaluated element: ``(positions, v,
+        evaluated)``, rows of (positions, C). A max-pooled layer keeps its pre-pool values (position-major,
+        with a last row of int64 min for padded taps)."""
+        if touched.size == 0:
+            return touched, None, None
+        v = value_pre_pool(s, acc[touched].T).T                  # the value function, per channel (axis 0)
         if not s.pools:
-            return value_pre_pool(s, acc[sl]), touched[sl], hull
+            return touched, v, tmask[touched]
+        co = s.acc_shape[0]
         pre = self.pre.get(s.name)
         if pre is None:
-            pre = self.pre[s.name] = value_pre_pool(s, acc)
+            pre = self.pre[s.name] = np.empty((acc.shape[0] + 1, co), np.int64)
+            pre[:-1] = _rows(_pm(value_pre_pool(s, self.a[s.name])))
+            pre[-1] = np.iinfo(np.int64).min
         else:
-            pre[sl] = value_pre_pool(s, acc[sl])      # untouched elements recompute to what they hold
-        if len(s.pools) > 1:
-            win = full_window(s.out.shape)
-            return apply_pools(s, pre), pool_reach(s, touched), win
-        p = s.pools[0]
-        (kh, kw), (sh, sw), (dh, dw), pads = p["kernel"], p["stride"], p["dilation"], p["pads"]
-        py = ops.out_span(y0, y1, s.out.shape[1], kh, sh, pads[0], dh)
-        px = ops.out_span(x0, x1, s.out.shape[2], kw, sw, pads[1], dw)
-        if py[0] == py[1] or px[0] == px[1]:
-            return None, None, None
-        rows, cols = ops.in_span(*py, kh, sh, pads[0], dh), ops.in_span(*px, kw, sw, pads[1], dw)
-        v = ops.valid_reduce(ops.frame_of(pre, rows, cols, np.iinfo(np.int64).min), (kh, kw), (sh, sw), (dh, dw),
-                             np.maximum)
-        ev = ops.valid_reduce(ops.frame_of(touched, rows, cols, False), (kh, kw), (sh, sw), (dh, dw), np.logical_or)
-        return v, ev, (py[0], py[1], px[0], px[1])
+            pre[touched] = v                 # untouched elements hold what they would recompute to
+        if len(s.pools) == 1:
+            geo = self._pool_geo.get(s.name)
+            if geo is None:
+                p = s.pools[0]
+                geo = self._pool_geo[s.name] = _Geometry(s.acc_shape[1:], s.out.shape[1:], p["kernel"], p["stride"],
+                                                         p["pads"], p["dilation"])
+            out = geo.reached(touched)
+            idx = geo.gather[out]
+            return out, pre[idx].max(axis=1), tmask[idx].any(axis=1)
+        h, w = s.acc_shape[1:]                                    # several pools: the whole tensor
+        vfull = apply_pools(s, pre[:-1].reshape(h, w, co).transpose(2, 0, 1))
+        evfull = pool_reach(s, tmask[:-1].reshape(h, w, co).transpose(2, 0, 1))
+        return np.arange(vfull[0].size), vfull.reshape(co, -1).T, evfull.reshape(co, -1).T
 
-    def _gate_window(self, gname, win, v, ev, zero_th, counts: LayerCount):
-        """:meth:`_gate` on a window ``win`` of a spatial tensor (the whole of a 1-D one): new values ``v``
-        and the evaluated mask ``ev`` there (``v is None``: nothing evaluated). Returns the transmitted
-        deltas and their window (None: all zero)."""
+    def _gate_rows(self, gname, pos, v, ev, zero_th, counts: LayerCount):
+        """:meth:`_gate` at the positions ``pos`` of a spatial gate: new values ``v`` and the evaluated
+        mask ``ev``, rows of (positions, C) (``v is None``: nothing evaluated). Returns the transmitted
+        deltas, dense (a (C, H, W) view) and as a :class:`_Delta`."""
         t, pol = self.tensors[gname], self.policy
+        c = t.channels
+        plane = self._planes[gname]
+        if v is not None and self.chunk_ids[gname] is not None:
+            # chunked gates: a fired chunk sends members that were not evaluated; the gathered form
+            ri, ci = np.nonzero(ev)
+            idx = ci * plane + pos[ri]
+            o = np.argsort(idx, kind="stable")
+            sent = self._gate_at(gname, idx[o], v[ri, ci][o], zero_th, counts)
+            dl = _Delta.of(sent)
+            return dl.dense(t.shape), dl
+        buf = np.zeros((plane + 1, c), np.int64)
         if v is None:
-            return np.zeros(t.shape, np.int64), None, None
-        if self.chunk_ids[gname] is not None or len(t.shape) != 3:
-            # chunked gates (a fired chunk sends members outside the window), 1-D tensors: gathered form
-            evm = np.zeros(t.shape, bool)
-            sl = _window_slice(win, len(t.shape))
-            evm[sl] = ev
-            sent = self._gate_at(gname, np.flatnonzero(evm), v[ev], zero_th, counts)
-            return sent, (ops.bbox(np.any(sent != 0, axis=0)) if len(t.shape) == 3 else None), None
-        sl = _window_slice(win, 3)
-        b, d = self.b[gname][sl], self.d[gname][sl]        # views of the gate state
-        d += v                                               # d += v - b; elsewhere in the window v == b
-        d -= b
-        b[...] = v
-        h = (np.zeros(t.channels, np.int64) if zero_th else self.thresholds[gname]).reshape(-1, 1, 1)
-        sent = np.zeros(t.shape, np.int64)
-        sw = sent[sl]
+            dl = _Delta(buf, pos[:0], np.zeros((0, c), bool), 0)
+            return dl.dense(t.shape), dl
+        b, d = _rows(self._held(self.b, gname)), _rows(self._held(self.d, gname))
+        dw = d[pos]
+        dw += v
+        dw -= b[pos]                                              # d += v - b
+        b[pos] = v
+        h = np.zeros(c, np.int64) if zero_th else self.thresholds[gname]
         counts.gate_u += int(np.count_nonzero(ev))
+        n_pos = pos.size
         if pol.kind == "sigmadelta":
             q = np.maximum(h, 1)
-            n = np.sign(d) * ((np.abs(d) + q // 2) // q)
+            n = np.sign(dw) * ((np.abs(dw) + q // 2) // q)
             n[~ev] = 0
-            np.multiply(n, q, out=sw)
-            d -= sw
-            counts.gate_t += int(np.count_nonzero(n))
-            return (sent,) + _tight(win, n != 0)
-        fire = d > h
-        fire |= d < -h
-        fire &= ev
-        np.copyto(sw, d, where=fire)
-        counts.gate_t += int(np.count_nonzero(fire))          # a fired element has |d| > h >= 0
-        if pol.memory_loss:
-            lost = np.zeros(t.shape, np.int64)
-            lost[sl] = np.where(ev & ~fire, np.abs(d), 0)
-            self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())
-            np.copyto(d, 0, where=ev)
+            sent = n * q
+            dw -= sent
+            nz = n != 0
         else:
-            np.copyto(d, 0, where=fire)
-        return (sent,) + _tight(win, fire)          # a fired element has d != 0: fire = (sent != 0)
+            fire = np.abs(dw) > self._h_rows(gname, zero_th)[:n_pos]   # thresholds tiled per position
+            fire &= ev
+            sent = dw * fire
+            if pol.memory_loss:
+                lost = np.zeros(t.shape, np.int64)
+                lost.reshape(c, -1)[:, pos] = np.where(ev & ~fire, np.abs(dw), 0).T
+                self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())
+                dw *= ~ev
+            else:
+                dw -= sent
+            nz = fire                                             # a fired element has |d| > h >= 0
+        d[pos] = dw
+        counts.gate_t += int(np.count_nonzero(nz))
+        keep = nz.any(axis=1)
+        sent = sent[keep]
+        buf[pos[keep]] = sent
+        dl = _Delta(buf, pos[keep], nz[keep])
+        return dl.dense(t.shape), dl
+
+    def _h_rows(self, gname, zero_th):
+        """A gate's thresholds tiled over its positions, (H*W, C): comparisons without short inner loops."""
+        t = self.tensors[gname]
+        th = np.zeros(t.channels, np.int64) if zero_th else np.asarray(self.thresholds[gname])
+        got = self._h_tiles.get(gname)
+        if got is None or not np.array_equal(got[0], th):         # thresholds may be replaced any time
+            got = self._h_tiles[gname] = (th.copy(), np.tile(th, (self._planes[gname], 1)))
+        return got[1]
 
     def step(self, frame) -> FrameResult:
         """Process one frame; returns its output and counters."""
@@ -874,7 +914,7 @@ class EventModel:
             if self.reference or warm:
                 values = self._event_reference(x, warm, zero_th, counts)
             else:
-                values = self._event_windowed(x, zero_th, counts)
+                values = self._event_sparse(x, zero_th, counts)
             outs = [self._readout(values, o) for o in self.q.outputs]
             if pol.kind == "rrm":
                 n = sum(int(np.prod(self.tensors[gn].shape)) for gn in self.q.gates())

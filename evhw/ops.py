@@ -204,63 +204,39 @@ EXACT_F32, EXACT_F64 = 2 ** 24, 2 ** 53
 
 
 class ConvWeights:
-    """A conv's integer weights prepared once for :meth:`valid`: window-local exact products.
+    """A conv's integer weights prepared once for :meth:`rows`: exact products of gathered input taps.
 
-    ``valid`` computes the unpadded convolution of a small int64 frame in float32 or float64 when
-    the bound ``max_o sum |w_o| * max |x|`` proves every partial sum is an exactly representable
-    integer (any summation order, FMA included), and in int64 otherwise. Same integers either way.
+    ``rows`` computes in float32 or float64 when the bound ``max_o sum |w_o| * max |x|`` proves every
+    partial sum is an exactly representable integer (any summation order, FMA included), and in int64
+    otherwise. Same integers either way.
     """
 
-    def __init__(self, w, *, stride=(1, 1), dilation=(1, 1), groups=1):
+    def __init__(self, w, *, groups=1):
         self.w = np.asarray(w, dtype=np.int64)
         o, cg, kh, kw = self.w.shape
-        self.shape, self.stride, self.dilation, self.groups = (o, cg, kh, kw), tuple(stride), tuple(dilation), groups
+        self.shape, self.groups = (o, cg, kh, kw), groups
         self.l1 = int(np.abs(self.w).reshape(o, -1).sum(axis=1).max()) if o else 0
-        self._cache = {}
+        og, taps = o // groups, kh * kw
+        m = np.zeros((taps, cg * groups, o), dtype=np.int64)      # block-diagonal over the groups
+        for g in range(groups):
+            m[:, g * cg:(g + 1) * cg, g * og:(g + 1) * og] = \
+                self.w[g * og:(g + 1) * og].transpose(2, 3, 1, 0).reshape(taps, cg, og)
+        self.mat = m.reshape(taps * cg * groups, o)
+        self._cache = {np.int64: self.mat}
 
-    def _mat(self, dtype):
-        """(G, O/G, kh*kw*cg) weights, columns ordered tap-major: matches the stacked shifted frames."""
-        m = self._cache.get(dtype)
-        if m is None:
-            o, cg, kh, kw = self.shape
-            g = self.groups
-            m = self.w.reshape(g, o // g, cg, kh * kw).transpose(0, 1, 3, 2).reshape(g, o // g, kh * kw * cg)
-            m = self._cache[dtype] = np.ascontiguousarray(m.astype(dtype))
-        return m
-
-    def dtype_for(self, x):
-        if x.size == 0:
-            return np.float32
-        bound = self.l1 * max(int(x.max()), -int(x.min()))
+    def dtype_for(self, xmax):
+        bound = self.l1 * int(xmax)
         return np.float32 if bound < EXACT_F32 else np.float64 if bound < EXACT_F64 else np.int64
 
-    def valid(self, x):
-        """Unpadded convolution of ``x`` (Cin, R, C) int64 -> (O, oh, ow) int64, exact."""
-        o, cg, kh, kw = self.shape
-        (sh, sw), (dh, dw), g = self.stride, self.dilation, self.groups
-        cin, r, c = x.shape
-        oh, ow = (r - (kh - 1) * dh - 1) // sh + 1, (c - (kw - 1) * dw - 1) // sw + 1
-        dt = self.dtype_for(x)
-        xf = x.astype(dt)
-        if (sh, sw) == (1, 1):
-            # flattened frame: tap (ky, kx) is the contiguous slice starting at ky*dh*C + kx*dw; output
-            # (y, x) sits at y*C + x of every slice (columns past ow wrap around and are dropped)
-            n = (oh - 1) * c + ow
-            flat = xf.reshape(g, cg, r * c)
-            cols = np.empty((g, kh * kw, cg, oh * c), dtype=dt)
-            for t, (ky, kx, oy, ox) in enumerate(_taps(kh, kw, (dh, dw))):
-                s = oy * c + ox
-                cols[:, t, :, :n] = flat[:, :, s:s + n]
-            cols[:, :, :, n:] = 0
-            y = np.matmul(self._mat(dt), cols.reshape(g, kh * kw * cg, oh * c))
-            y = y.reshape(o, oh, c)[:, :, :ow]
-        else:
-            cols = np.empty((g, kh * kw, cg, oh, ow), dtype=dt)
-            xg = xf.reshape(g, cg, r, c)
-            for t, (ky, kx, oy, ox) in enumerate(_taps(kh, kw, (dh, dw))):
-                cols[:, t] = xg[:, :, oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw]
-            y = np.matmul(self._mat(dt), cols.reshape(g, kh * kw * cg, oh * ow)).reshape(o, oh, ow)
-        return y.astype(np.int64)
+    def rows(self, taps, xmax):
+        """``taps`` (N, kh*kw, C_in) int64 input taps of N outputs (taps row by row), all of magnitude
+        at most ``xmax`` -> (N, O) int64 conv outputs, exact."""
+        dt = self.dtype_for(xmax)
+        m = self._cache.get(dt)
+        if m is None:
+            m = self._cache[dt] = self.mat.astype(dt)
+        y = taps.reshape(taps.shape[0], -1).astype(dt, copy=False) @ m
+        return y.astype(np.int64, copy=False)
 
 
 def valid_reduce(x, kernel, stride=(1, 1), dilation=(1, 1), op=np.add):
