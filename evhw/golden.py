@@ -195,6 +195,13 @@ def _pm(x):
     return st.reshape(h, w, c).transpose(2, 0, 1)
 
 
+def _add_rows(st, rows, y):
+    """``st[rows] += y`` for distinct ``rows`` (a gather, an add, a scatter)."""
+    x = st.take(rows, axis=0)
+    x += y
+    st[rows] = x
+
+
 def _rows(x):
     """The (H*W, C) storage of a position-major (C, H, W) view, or None if ``x`` is not held that way."""
     st = x.transpose(1, 2, 0)
@@ -750,7 +757,7 @@ class EventModel:
                 continue
             self._count_term(s, i, c, self._cost((s.name, i), src))
             if term.kind == "scale":
-                acc[src.pos] += src.buf[src.pos] * term.weight
+                _add_rows(acc, src.pos, src.buf.take(src.pos, axis=0) * term.weight)
                 tmask[src.pos] |= src.nz
                 continue
             geo = self._geometry(s.name, i)
@@ -764,11 +771,11 @@ class EventModel:
                 tmask[:-1] |= np.repeat(tg, co // g, axis=1) if co != g else tg
             if out.size == 0:
                 continue
-            taps = src.buf[geo.gather[out]]                  # (outputs, taps, C_in)
+            taps = src.buf.take(geo.gather[out], axis=0)     # (outputs, taps, C_in)
             if term.kind == "conv":
-                acc[out] += self._conv_weights(s.name, i).rows(taps, src.dmax)
+                _add_rows(acc, out, self._conv_weights(s.name, i).rows(taps, src.dmax))
             else:
-                acc[out] += taps.sum(axis=1)
+                _add_rows(acc, out, taps.sum(axis=1))
         return acc, tmask
 
     def _cost(self, key, src: _Delta):
@@ -803,9 +810,9 @@ class EventModel:
         with a last row of int64 min for padded taps)."""
         if touched.size == 0:
             return touched, None, None
-        v = value_pre_pool(s, acc[touched].T).T                  # the value function, per channel (axis 0)
+        v = value_pre_pool(s, acc.take(touched, axis=0).T).T    # the value function, per channel (axis 0)
         if not s.pools:
-            return touched, v, tmask[touched]
+            return touched, v, tmask.take(touched, axis=0)
         co = s.acc_shape[0]
         pre = self.pre.get(s.name)
         if pre is None:
@@ -822,7 +829,7 @@ class EventModel:
                                                          p["pads"], p["dilation"])
             out = geo.reached(touched)
             idx = geo.gather[out]
-            return out, pre[idx].max(axis=1), tmask[idx].any(axis=1)
+            return out, pre.take(idx, axis=0).max(axis=1), tmask.take(idx, axis=0).any(axis=1)
         h, w = s.acc_shape[1:]                                    # several pools: the whole tensor
         vfull = apply_pools(s, pre[:-1].reshape(h, w, co).transpose(2, 0, 1))
         evfull = pool_reach(s, tmask[:-1].reshape(h, w, co).transpose(2, 0, 1))
@@ -848,9 +855,9 @@ class EventModel:
             dl = _Delta(buf, pos[:0], np.zeros((0, c), bool), 0)
             return dl.dense(t.shape), dl
         b, d = _rows(self._held(self.b, gname)), _rows(self._held(self.d, gname))
-        dw = d[pos]
+        dw = d.take(pos, axis=0)
         dw += v
-        dw -= b[pos]                                              # d += v - b
+        dw -= b.take(pos, axis=0)                                 # d += v - b
         b[pos] = v
         h = np.zeros(c, np.int64) if zero_th else self.thresholds[gname]
         counts.gate_u += int(np.count_nonzero(ev))
