@@ -160,44 +160,7 @@ def upsample_nearest(x, factor):
 
 
 # ----------------------------------------------------------------------------------------------
-# window-local kernels for the event path: work follows the region of change, not the tensor size
-
-def out_span(lo, hi, n_out, kernel, stride, pad, dilation=1):
-    """Along one axis: the outputs ``[o0, o1)`` of a window op whose windows may read an input in ``[lo, hi)``
-    (a superset: every output reading one of them lies inside). ``o0 == o1`` when none does."""
-    o0 = max(0, -(-(lo + pad - (kernel - 1) * dilation) // stride))
-    o1 = min(n_out, (hi - 1 + pad) // stride + 1)
-    return o0, max(o0, o1)
-
-
-def in_span(o0, o1, kernel, stride, pad, dilation=1):
-    """Along one axis: the inputs ``[r0, r1)`` (padding coordinates may lie outside the tensor) read by outputs ``[o0, o1)``."""
-    return o0 * stride - pad, (o1 - 1) * stride - pad + (kernel - 1) * dilation + 1
-
-
-def frame_of(x, rows, cols, fill=0, origin=(0, 0)):
-    """``x[:, r0:r1, c0:c1]`` of a (C, H, W) array as a new array; positions outside ``x`` hold ``fill``.
-    ``origin``: the coordinates of ``x[:, 0, 0]`` (``x`` is a window of a larger tensor)."""
-    (r0, r1), (c0, c1) = rows, cols
-    r0, r1, c0, c1 = r0 - origin[0], r1 - origin[0], c0 - origin[1], c1 - origin[1]
-    c, h, w = x.shape
-    if r0 >= 0 and c0 >= 0 and r1 <= h and c1 <= w:
-        return x[:, r0:r1, c0:c1].copy()
-    out = np.full((c, r1 - r0, c1 - c0), fill, dtype=x.dtype)
-    y0, y1, x0, x1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
-    if y0 < y1 and x0 < x1:
-        out[:, y0 - r0:y1 - r0, x0 - c0:x1 - c0] = x[:, y0:y1, x0:x1]
-    return out
-
-
-def bbox(mask):
-    """Bounding box ``(y0, y1, x0, x1)`` (half-open) of the True positions of a (H, W) mask, or None."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
+# exact products of gathered taps (the event path computes a conv only where its input changed)
 
 #: Exactness limits of float products: every integer of magnitude below these is exact in float32 / float64.
 EXACT_F32, EXACT_F64 = 2 ** 24, 2 ** 53
@@ -237,23 +200,3 @@ class ConvWeights:
             m = self._cache[dt] = self.mat.astype(dt)
         y = taps.reshape(taps.shape[0], -1).astype(dt, copy=False) @ m
         return y.astype(np.int64, copy=False)
-
-
-def valid_reduce(x, kernel, stride=(1, 1), dilation=(1, 1), op=np.add):
-    """Unpadded per-channel window reduction of ``x`` (C, R, C') by an associative, commutative ufunc
-    (``np.add``: window sum, ``np.maximum``: max-pool, ``np.logical_or``: reach), computed separably
-    (rows, then columns): ``kh + kw`` slice operations instead of ``kh * kw``."""
-    kh, kw = kernel
-    sh, sw = stride
-    dh, dw = dilation
-    _, r, cc = x.shape
-    oh, ow = (r - (kh - 1) * dh - 1) // sh + 1, (cc - (kw - 1) * dw - 1) // sw + 1
-    if oh == 1 and ow == 1:                     # one window (a global pool): reduce it at once
-        return op.reduce(op.reduce(x[:, 0:(kh - 1) * dh + 1:dh, 0:(kw - 1) * dw + 1:dw], axis=2), axis=1)[:, None, None]
-    rows = x[:, 0:sh * (oh - 1) + 1:sh].copy()
-    for ky in range(1, kh):
-        op(rows, x[:, ky * dh:ky * dh + sh * (oh - 1) + 1:sh], out=rows)
-    out = rows[:, :, 0:sw * (ow - 1) + 1:sw].copy()
-    for kx in range(1, kw):
-        op(out, rows[:, :, kx * dw:kx * dw + sw * (ow - 1) + 1:sw], out=out)
-    return out
