@@ -241,31 +241,48 @@ class _Delta:
 
 
 class _Geometry:
-    """Tap index tables of a window op (conv, sum- or max-pool) from an (H, W) input to an (oh, ow)
-    output, on flat positions; taps row by row (the order of :func:`ops._taps`)."""
+    """Tap index maps of a window op (conv, sum- or max-pool) from an (H, W) input to an (oh, ow)
+    output, on flat positions; taps row by row (the order of :func:`ops._taps`). Tabulated once when
+    the tables are small (:data:`TABLE_LIMIT` entries), computed per call otherwise (large global pools)."""
+
+    #: Largest tap table kept (entries; int64): bounds the memory of a global pool over a large map.
+    TABLE_LIMIT = 1 << 21
 
     def __init__(self, in_hw, out_hw, kernel, stride, pads, dilation=(1, 1)):
-        (h, w), (oh, ow) = in_hw, out_hw
+        (self.h, self.w), (self.oh, self.ow) = in_hw, out_hw
         ky, kx = np.divmod(np.arange(kernel[0] * kernel[1]), kernel[1])
-        ty, tx = ky * dilation[0], kx * dilation[1]
-        (sh, sw), pt, pl = stride, pads[0], pads[1]
-        self.n_in, self.n_out = h * w, oh * ow
-        # per input position and tap: the output it reaches, or -1 (padding, stride gap, outside)
-        iy, ix = np.divmod(np.arange(h * w), w)
-        oy, ry = np.divmod(iy[:, None] + pt - ty, sh)
-        ox, rx = np.divmod(ix[:, None] + pl - tx, sw)
-        ok = (ry == 0) & (rx == 0) & (oy >= 0) & (ox >= 0) & (oy < oh) & (ox < ow)
-        self.reach = np.where(ok, oy * ow + ox, -1)
-        # per output position and tap: the input position read, or H*W for a padded tap
-        oy, ox = np.divmod(np.arange(oh * ow), ow)
-        iy, ix = oy[:, None] * sh - pt + ty, ox[:, None] * sw - pl + tx
-        ok = (iy >= 0) & (ix >= 0) & (iy < h) & (ix < w)
-        self.gather = np.where(ok, iy * w + ix, h * w)
+        self.ty, self.tx = ky * dilation[0], kx * dilation[1]
+        (self.sh, self.sw), self.pt, self.pl = stride, pads[0], pads[1]
+        self.n_in, self.n_out = self.h * self.w, self.oh * self.ow
+        small = max(self.n_in, self.n_out) * self.ty.size <= self.TABLE_LIMIT
+        self._reach = self._reach_of(np.arange(self.n_in)) if small else None
+        self._gather = self._gather_of(np.arange(self.n_out)) if small else None
+
+    def _reach_of(self, pos):
+        """Per input position and tap: the output it reaches, or -1 (padding, stride gap, outside)."""
+        iy, ix = np.divmod(pos, self.w)
+        oy, ry = np.divmod(iy[:, None] + self.pt - self.ty, self.sh)
+        ox, rx = np.divmod(ix[:, None] + self.pl - self.tx, self.sw)
+        ok = (ry == 0) & (rx == 0) & (oy >= 0) & (ox >= 0) & (oy < self.oh) & (ox < self.ow)
+        return np.where(ok, oy * self.ow + ox, -1)
+
+    def _gather_of(self, out):
+        """Per output position and tap: the input position read, or H*W for a padded tap."""
+        oy, ox = np.divmod(out, self.ow)
+        iy, ix = oy[:, None] * self.sh - self.pt + self.ty, ox[:, None] * self.sw - self.pl + self.tx
+        ok = (iy >= 0) & (ix >= 0) & (iy < self.h) & (ix < self.w)
+        return np.where(ok, iy * self.w + ix, self.n_in)
+
+    def reach(self, pos):
+        return self._reach.take(pos, axis=0) if self._reach is not None else self._reach_of(pos)
+
+    def gather(self, out):
+        return self._gather.take(out, axis=0) if self._gather is not None else self._gather_of(out)
 
     def reached(self, pos):
         """The sorted outputs that read at least one of the input positions ``pos``."""
         hit = np.zeros(self.n_out, bool)
-        t = self.reach[pos]
+        t = self.reach(pos)
         hit[t[t >= 0]] = True
         return np.flatnonzero(hit)
 
@@ -274,9 +291,9 @@ class _Geometry:
         (positions, groups) bool -> (outputs, groups) bool."""
         g = gm.shape[1]
         if self.n_out == 1:                          # a global window
-            return gm[(self.reach[pos] >= 0).any(axis=1)].any(axis=0)[None]
+            return gm[(self.reach(pos) >= 0).any(axis=1)].any(axis=0)[None]
         si, gi = np.nonzero(gm)
-        t = self.reach[pos[si]]
+        t = self.reach(pos[si])
         ok = t >= 0
         flat = (t * g + gi[:, None])[ok]
         return np.bincount(flat, minlength=self.n_out * g).reshape(self.n_out, g) > 0
@@ -771,7 +788,7 @@ class EventModel:
                 tmask[:-1] |= np.repeat(tg, co // g, axis=1) if co != g else tg
             if out.size == 0:
                 continue
-            taps = src.buf.take(geo.gather[out], axis=0)     # (outputs, taps, C_in)
+            taps = src.buf.take(geo.gather(out), axis=0)     # (outputs, taps, C_in)
             if term.kind == "conv":
                 _add_rows(acc, out, self._conv_weights(s.name, i).rows(taps, src.dmax))
             else:
@@ -828,7 +845,7 @@ class EventModel:
                 geo = self._pool_geo[s.name] = _Geometry(s.acc_shape[1:], s.out.shape[1:], p["kernel"], p["stride"],
                                                          p["pads"], p["dilation"])
             out = geo.reached(touched)
-            idx = geo.gather[out]
+            idx = geo.gather(out)
             return out, pre.take(idx, axis=0).max(axis=1), tmask.take(idx, axis=0).any(axis=1)
         h, w = s.acc_shape[1:]                                    # several pools: the whole tensor
         vfull = apply_pools(s, pre[:-1].reshape(h, w, co).transpose(2, 0, 1))
