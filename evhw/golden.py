@@ -6,7 +6,8 @@
   neuron or chunk granularity, with EvNet-paper op counters.
 
 NumPy only, vectorized over tensors, int64 throughout (the converter proves the accumulator bound,
-and the event model checks it every frame). Semantics: docs/semantics.md.
+and the event model checks it every frame; float products only where a bound proves them exact).
+Semantics: docs/semantics.md.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import numpy as np
 from . import ops
 from .errors import AccumulatorOverflowError, ConfigError, ShapeError
 from .floatmodel import host_op
-from .ir import window_out
 from .qnet import QLayer, QNet, QTensor, QView, Term
 
 POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
@@ -478,11 +478,13 @@ class EventModel:
     >>> m = EventModel(qnet, Policy("evnet"))
     >>> out = m.step(frame).output
 
-    Each event frame evaluates value functions and gates only on the touched elements (gathered,
-    computed, scattered back). ``reference=True`` evaluates them on every element instead, the
-    literal reading of docs/semantics.md; both give the same values, state and counters (an
-    unevaluated element has ``v = b`` and its gate does not change), tests/test_golden_fastpath.py
-    checks it.
+    Each event frame works where the frame changed (:meth:`_event_sparse`): terms update the
+    accumulators only at the outputs the changed positions reach, value functions and gates run on
+    the touched positions only; spatial state (``a``, ``b``, ``d``) is held position-major behind
+    (C, H, W) views. ``reference=True`` applies every term to whole delta tensors and evaluates every
+    element instead, the literal reading of docs/semantics.md; both give the same values, state and
+    counters (an unevaluated element has ``v = b`` and its gate does not change):
+    tests/test_golden_fastpath.py and tests/test_golden_sparse.py check it.
     """
 
     def __init__(self, q: QNet, policy: Policy | None = None, thresholds: dict | None = None, *,
