@@ -6,7 +6,8 @@
   neuron or chunk granularity, with EvNet-paper op counters.
 
 NumPy only, vectorized over tensors, int64 throughout (the converter proves the accumulator bound,
-and the event model checks it every frame). Semantics: docs/semantics.md.
+and the event model checks it every frame; float products only where a bound proves them exact).
+Semantics: docs/semantics.md.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import numpy as np
 from . import ops
 from .errors import AccumulatorOverflowError, ConfigError, ShapeError
 from .floatmodel import host_op
-from .ir import window_out
 from .qnet import QLayer, QNet, QTensor, QView, Term
 
 POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
@@ -26,14 +26,17 @@ POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
 # ----------------------------------------------------------------------------------------------
 # value function and linear terms
 
-def requantize(x, mult, shift):
+def requantize(x, mult, shift, out=None):
     """``(x * M + 2**(S-1)) >> S``: round half towards +infinity, arithmetic shift (floor).
 
-    ``mult`` and ``shift`` are per channel (axis 0 of ``x``), or per element for a 1-D ``x``."""
+    ``mult`` and ``shift`` are per channel (axis 0 of ``x``), or per element for a 1-D ``x``.
+    ``out=x`` computes in place."""
     mult = mult.reshape((-1,) + (1,) * (x.ndim - 1))
     shift = shift.reshape((-1,) + (1,) * (x.ndim - 1))
     half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-    return np.right_shift(x * mult + half, shift)
+    y = np.multiply(x, mult, out=out)
+    np.add(y, half, out=y)
+    return np.right_shift(y, shift, out=y)
 
 
 def value_pre_pool(layer: QLayer, acc, chan=None):
@@ -53,20 +56,20 @@ def value_pre_pool(layer: QLayer, acc, chan=None):
     x = acc + per(layer.bias)
     if layer.mult is None:
         return x
-    v = requantize(x, per(layer.mult).reshape(-1), per(layer.shift).reshape(-1))
+    v = requantize(x, per(layer.mult).reshape(-1), per(layer.shift).reshape(-1), out=x)   # in place
     if layer.act == "relu":
-        v = np.maximum(v, 0)
+        np.maximum(v, 0, out=v)
     elif layer.act == "relu6":
-        v = np.clip(v, 0, layer.act_hi)
+        np.clip(v, 0, layer.act_hi, out=v)
     elif layer.act in ("leaky", "prelu"):
         # negative values times the (per-channel) slope num / 2**shift, rounded down (arithmetic shift)
         v = np.where(v >= 0, v, np.right_shift(v * per(layer.leaky_num), layer.leaky_shift))
     elif layer.act == "clip":
-        v = np.clip(v, layer.act_lo if layer.act_lo is not None else layer.out.lo,
-                    layer.act_hi if layer.act_hi is not None else layer.out.hi)
+        np.clip(v, layer.act_lo if layer.act_lo is not None else layer.out.lo,
+                layer.act_hi if layer.act_hi is not None else layer.out.hi, out=v)
     elif layer.act != "none":
         raise ConfigError(f"layer {layer.name!r}: unknown activation {layer.act!r}")
-    return np.clip(v, layer.out.lo, layer.out.hi)
+    return np.clip(v, layer.out.lo, layer.out.hi, out=v)
 
 
 def apply_pools(layer: QLayer, v):
@@ -82,28 +85,6 @@ def pool_reach(layer: QLayer, touched):
     return touched
 
 
-def pool_at(p: dict, pre, idx):
-    """One max-pool evaluated only at the flat output indices ``idx``: the max over each window of the
-    pre-pool values ``pre`` (C, H, W); padded taps never win (same result as :func:`ops.pool2d`)."""
-    c, h, w = pre.shape
-    (kh, kw), (sh, sw), (dh, dw) = p["kernel"], p["stride"], p["dilation"]
-    pt, pl = p["pads"][0], p["pads"][1]
-    oh = window_out(h, kh, sh, pt, p["pads"][2], dh)
-    ow = window_out(w, kw, sw, pl, p["pads"][3], dw)
-    ch, pos = np.divmod(idx, oh * ow)
-    y0, x0 = np.divmod(pos, ow)
-    y0, x0 = y0 * sh - pt, x0 * sw - pl
-    flat = pre.reshape(-1)
-    out = np.full(idx.shape, np.iinfo(np.int64).min, dtype=np.int64)
-    for ky in range(kh):
-        for kx in range(kw):
-            y, x = y0 + ky * dh, x0 + kx * dw
-            ok = (y >= 0) & (y < h) & (x >= 0) & (x < w)
-            src = (ch * h + np.clip(y, 0, h - 1)) * w + np.clip(x, 0, w - 1)
-            np.maximum(out, np.where(ok, flat[src], out), out=out)
-    return out
-
-
 def term_dense(t: Term, x):
     """A term applied to dense values (dense model, flush)."""
     if t.kind == "conv":
@@ -113,18 +94,11 @@ def term_dense(t: Term, x):
     return term_delta(t, x)
 
 
-def _sparse_enough(d):
-    """Whether a conv delta is better scattered column by column than convolved densely (speed only)."""
-    return np.count_nonzero(np.any(d != 0, axis=0)) * 4 < d.shape[1] * d.shape[2]
-
-
 def term_delta(t: Term, d):
-    """A term applied to a delta tensor (zero padding: padded taps never change)."""
+    """A term applied to a delta tensor (zero padding: padded taps never change). The reference
+    definition; the event path's window-local kernels (:meth:`EventModel._accumulate`) equal it."""
     a = t.attrs
     if t.kind == "conv":
-        if _sparse_enough(d):
-            return ops.conv2d_sparse(d, t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
-                                     groups=a["groups"])
         return ops.conv2d(d[None], t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
                           groups=a["groups"])[0]
     if t.kind == "linear":
@@ -135,16 +109,6 @@ def term_delta(t: Term, d):
     if t.kind == "scale":
         return d * t.weight.reshape((-1,) + (1,) * (d.ndim - 1))
     raise AssertionError(t.kind)
-
-
-def term_add(t: Term, d, acc):
-    """``acc += term_delta(t, d)``, in place (a sparse conv scatters straight into ``acc``)."""
-    if t.kind == "conv" and _sparse_enough(d):
-        a = t.attrs
-        ops.conv2d_sparse(d, t.weight, stride=a["stride"], pads=a["pads"], dilation=a["dilation"],
-                          groups=a["groups"], out=acc)
-    else:
-        acc += term_delta(t, d)
 
 
 def term_touched(t: Term, active):
@@ -218,6 +182,121 @@ def host_outputs(q: QNet, outs):
         op = q.output_op(i)
         res.append(host_op(op, real) if op else real)
     return res
+
+
+def _pm(x):
+    """A copy of ``x`` held position-major: for a (C, H, W) tensor, a (C, H, W) view of (H*W, C) storage
+    (all channels of a position in one contiguous row, which the event path gathers); 1-D: a copy."""
+    if x.ndim != 3:
+        return x.copy()
+    c, h, w = x.shape
+    st = np.empty((h * w, c), dtype=x.dtype)
+    st[...] = x.reshape(c, h * w).T
+    return st.reshape(h, w, c).transpose(2, 0, 1)
+
+
+def _add_rows(st, rows, y):
+    """``st[rows] += y`` for distinct ``rows`` (a gather, an add, a scatter)."""
+    x = st.take(rows, axis=0)
+    x += y
+    st[rows] = x
+
+
+def _rows(x):
+    """The (H*W, C) storage of a position-major (C, H, W) view, or None if ``x`` is not held that way."""
+    st = x.transpose(1, 2, 0)
+    return st.reshape(-1, x.shape[0]) if st.flags.c_contiguous else None
+
+
+class _Delta:
+    """A spatial tensor's transmitted deltas on the event path: ``buf`` (H*W + 1, C), position-major,
+    zero except the rows ``pos`` (sorted positions with a non-zero channel); ``nz`` = ``buf[pos] != 0``;
+    the last row stays zero (padded taps gather it); ``dmax`` = max |delta|."""
+
+    __slots__ = ("buf", "pos", "nz", "_dmax")
+
+    def __init__(self, buf, pos, nz, dmax=None):
+        self.buf, self.pos, self.nz, self._dmax = buf, pos, nz, dmax
+
+    @property
+    def dmax(self):
+        if self._dmax is None:
+            r = self.buf[self.pos]
+            self._dmax = max(int(r.max()), -int(r.min())) if r.size else 0
+        return self._dmax
+
+    @staticmethod
+    def of(d):
+        """From a dense (C, H, W) delta tensor."""
+        c = d.shape[0]
+        buf = np.zeros((d[0].size + 1, c), np.int64)
+        buf[:-1] = d.reshape(c, -1).T
+        nz = buf[:-1] != 0
+        pos = np.flatnonzero(nz.any(axis=1))
+        return _Delta(buf, pos, nz[pos])
+
+    def dense(self, shape):
+        c, h, w = shape
+        return self.buf[:-1].reshape(h, w, c).transpose(2, 0, 1)
+
+
+class _Geometry:
+    """Tap index maps of a window op (conv, sum- or max-pool) from an (H, W) input to an (oh, ow)
+    output, on flat positions; taps row by row (the order of :func:`ops._taps`). Tabulated once when
+    the tables are small (:data:`TABLE_LIMIT` entries), computed per call otherwise (large global pools)."""
+
+    #: Largest tap table kept (entries; int64): bounds the memory of a global pool over a large map.
+    TABLE_LIMIT = 1 << 21
+
+    def __init__(self, in_hw, out_hw, kernel, stride, pads, dilation=(1, 1)):
+        (self.h, self.w), (self.oh, self.ow) = in_hw, out_hw
+        ky, kx = np.divmod(np.arange(kernel[0] * kernel[1]), kernel[1])
+        self.ty, self.tx = ky * dilation[0], kx * dilation[1]
+        (self.sh, self.sw), self.pt, self.pl = stride, pads[0], pads[1]
+        self.n_in, self.n_out = self.h * self.w, self.oh * self.ow
+        small = max(self.n_in, self.n_out) * self.ty.size <= self.TABLE_LIMIT
+        self._reach = self._reach_of(np.arange(self.n_in)) if small else None
+        self._gather = self._gather_of(np.arange(self.n_out)) if small else None
+
+    def _reach_of(self, pos):
+        """Per input position and tap: the output it reaches, or -1 (padding, stride gap, outside)."""
+        iy, ix = np.divmod(pos, self.w)
+        oy, ry = np.divmod(iy[:, None] + self.pt - self.ty, self.sh)
+        ox, rx = np.divmod(ix[:, None] + self.pl - self.tx, self.sw)
+        ok = (ry == 0) & (rx == 0) & (oy >= 0) & (ox >= 0) & (oy < self.oh) & (ox < self.ow)
+        return np.where(ok, oy * self.ow + ox, -1)
+
+    def _gather_of(self, out):
+        """Per output position and tap: the input position read, or H*W for a padded tap."""
+        oy, ox = np.divmod(out, self.ow)
+        iy, ix = oy[:, None] * self.sh - self.pt + self.ty, ox[:, None] * self.sw - self.pl + self.tx
+        ok = (iy >= 0) & (ix >= 0) & (iy < self.h) & (ix < self.w)
+        return np.where(ok, iy * self.w + ix, self.n_in)
+
+    def reach(self, pos):
+        return self._reach.take(pos, axis=0) if self._reach is not None else self._reach_of(pos)
+
+    def gather(self, out):
+        return self._gather.take(out, axis=0) if self._gather is not None else self._gather_of(out)
+
+    def reached(self, pos):
+        """The sorted outputs that read at least one of the input positions ``pos``."""
+        hit = np.zeros(self.n_out, bool)
+        t = self.reach(pos)
+        hit[t[t >= 0]] = True
+        return np.flatnonzero(hit)
+
+    def reached_by(self, pos, gm):
+        """Per output and group, whether it reads a position of ``pos`` whose group changed: ``gm``
+        (positions, groups) bool -> (outputs, groups) bool."""
+        g = gm.shape[1]
+        if self.n_out == 1:                          # a global window
+            return gm[(self.reach(pos) >= 0).any(axis=1)].any(axis=0)[None]
+        si, gi = np.nonzero(gm)
+        t = self.reach(pos[si])
+        ok = t >= 0
+        flat = (t * g + gi[:, None])[ok]
+        return np.bincount(flat, minlength=self.n_out * g).reshape(self.n_out, g) > 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -399,11 +478,13 @@ class EventModel:
     >>> m = EventModel(qnet, Policy("evnet"))
     >>> out = m.step(frame).output
 
-    Each event frame evaluates value functions and gates only on the touched elements (gathered,
-    computed, scattered back). ``reference=True`` evaluates them on every element instead, the
-    literal reading of docs/semantics.md; both give the same values, state and counters (an
-    unevaluated element has ``v = b`` and its gate does not change), tests/test_golden_fastpath.py
-    checks it.
+    Each event frame works where the frame changed (:meth:`_event_sparse`): terms update the
+    accumulators only at the outputs the changed positions reach, value functions and gates run on
+    the touched positions only; spatial state (``a``, ``b``, ``d``) is held position-major behind
+    (C, H, W) views. ``reference=True`` applies every term to whole delta tensors and evaluates every
+    element instead, the literal reading of docs/semantics.md; both give the same values, state and
+    counters (an unevaluated element has ``v = b`` and its gate does not change):
+    tests/test_golden_fastpath.py and tests/test_golden_sparse.py check it.
     """
 
     def __init__(self, q: QNet, policy: Policy | None = None, thresholds: dict | None = None, *,
@@ -421,6 +502,8 @@ class EventModel:
         self.chunk_flat = {g: ids.reshape(-1) for g, ids in self.chunk_ids.items() if ids is not None}
         self.full_costs = {k: np.ascontiguousarray(np.broadcast_to(v, self.tensors[self._term(k).src].shape)).reshape(-1)
                            for k, v in self.costs.items()}
+        self._convw, self._geo, self._pool_geo = {}, {}, {}    # per term / layer, prepared on first use
+        self._planes = {g: int(np.prod(self.tensors[g].shape)) // self.tensors[g].channels for g in q.gates()}
         self.set_thresholds(thresholds if thresholds is not None else q.thresholds)
         self.reset()
 
@@ -439,6 +522,7 @@ class EventModel:
                 raise ConfigError(f"thresholds of gate {gname!r} must lie in 0..{t.span}")
             th[gname] = h
         self.thresholds = th
+        self._h_tiles = {}
 
     def reset(self):
         """Start a new sequence: the next frame is exact (flush, or warm-up from the null state)."""
@@ -453,11 +537,11 @@ class EventModel:
     # -- helpers
     def _load_dense(self, frame):
         vals, accs = dense_forward(self.q, frame, with_acc=True)
-        self.a = {k: v.copy() for k, v in accs.items()}
+        self.a = {k: _pm(v) for k, v in accs.items()}
         self.pre = {}     # rebuilt from the accumulators when next needed
         for gname in self.q.gates():
-            self.b[gname] = vals[gname].copy()
-            self.d[gname] = np.zeros_like(vals[gname])
+            self.b[gname] = _pm(vals[gname])
+            self.d[gname] = _pm(np.zeros_like(vals[gname]))
         return vals
 
     def _bshape(self, t: QTensor):
@@ -510,12 +594,22 @@ class EventModel:
         fires; a chunk can fire only if one of its members is evaluated (docs/semantics.md,
         "Which elements are evaluated", "Granularity")."""
         t, pol = self.tensors[gname], self.policy
-        b, d = self.b[gname].reshape(-1), self.d[gname].reshape(-1)      # views of the gate state
-        dv = d[idx] + (vi - b[idx])
-        d[idx] = dv
-        b[idx] = vi
+        plane = int(np.prod(t.shape)) // t.channels                      # elements per channel
+        if len(t.shape) == 3:       # position-major state: channel-major flat index -> storage index
+            b, d = _rows(self._held(self.b, gname)).reshape(-1), _rows(self._held(self.d, gname)).reshape(-1)
+
+            def at(i):
+                return (i % plane) * t.channels + i // plane
+        else:
+            b, d = self.b[gname].reshape(-1), self.d[gname].reshape(-1)  # views of the gate state
+
+            def at(i):
+                return i
+        pi = at(idx)
+        dv = d[pi] + (vi - b[pi])
+        d[pi] = dv
+        b[pi] = vi
         h = np.zeros(t.channels, np.int64) if zero_th else self.thresholds[gname]
-        plane = d.size // t.channels                                      # elements per channel
         sent = np.zeros(t.shape, np.int64)
         sf = sent.reshape(-1)
         counts.gate_u += int(idx.size)
@@ -523,7 +617,7 @@ class EventModel:
             q = np.maximum(h[idx // plane], 1)
             n = np.sign(dv) * ((np.abs(dv) + q // 2) // q)
             sf[idx] = n * q
-            d[idx] = dv - n * q
+            d[pi] = dv - n * q
             counts.gate_t += int(np.count_nonzero(n))
             return sent
         ids = self.chunk_ids[gname]
@@ -536,7 +630,7 @@ class EventModel:
             mem = self.chunk_members[gname][cand]
             ok = mem >= 0
             mem = np.where(ok, mem, 0)
-            dm, hm = np.abs(d[mem]), h[mem // plane]
+            dm, hm = np.abs(d[at(mem)]), h[mem // plane]
             if pol.norm_gate:
                 over = np.where(ok, dm - hm, 0).sum(axis=1) > 0
             else:
@@ -544,33 +638,284 @@ class EventModel:
             counts.chunks_fired += int(over.sum())
             fired_idx = mem[over][ok[over]]                               # a fired chunk sends every member
             fire = over[np.searchsorted(cand, cid)]
-        sf[fired_idx] = d[fired_idx]
+        sf[fired_idx] = d[at(fired_idx)]
         counts.gate_t += int(np.count_nonzero(sf[fired_idx]))
         if pol.memory_loss:
             lost = np.zeros(t.shape, np.int64)
             keep = idx[~fire]
-            lost.reshape(-1)[keep] = np.abs(d[keep])
+            lost.reshape(-1)[keep] = np.abs(d[at(keep)])
             self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())
-            d[idx] = 0
-        d[fired_idx] = 0
+            d[pi] = 0
+        d[at(fired_idx)] = 0
         return sent
 
-    def _value_at(self, s: QLayer, acc, touched, idx):
-        """Layer values at the flat output indices ``idx`` (post-pool), computing the value function
-        only where the accumulator was touched; a max-pooled layer keeps its pre-pool values."""
-        plane = acc.size // acc.shape[0]
-        af = acc.reshape(-1)
+    # -- event frames
+    def _event_reference(self, x, warm, zero_th, counts):
+        """One event frame as docs/semantics.md reads: every term applied to whole delta tensors, every
+        value function and gate evaluated on every element (``reference=True``, and warm-up frames)."""
+        ev_all = np.ones(x.shape, bool)
+        deltas = {"input": self._gate("input", x, ev_all, warm, zero_th, counts.setdefault("input", LayerCount()))}
+        values = {}
+        for s in self.q.steps:
+            if isinstance(s, QView):
+                deltas[s.name] = view_apply(s, [deltas[n] for n in s.srcs])
+                continue
+            c = counts[s.name] = LayerCount()
+            acc = self.a[s.name]
+            touched = np.zeros(s.acc_shape, bool)
+            for i, term in enumerate(s.terms):
+                dlt = deltas[term.src]
+                active = dlt != 0
+                if not active.any():
+                    continue
+                acc += term_delta(term, dlt)
+                touched |= term_touched(term, active)
+                self._count_term(s, i, c, int(self.full_costs[(s.name, i)][active.reshape(-1)].sum()))
+            self._after_accumulate(s, acc, c, int(touched.sum()))
+            v = apply_pools(s, value_pre_pool(s, acc))
+            if s.gated:
+                evaluated = pool_reach(s, touched) if s.pools else touched
+                deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
+            values[s.name] = v
+        self.pre = {}     # max-pool value buffers: rebuilt from the accumulators when next needed
+        return values
+
+    def _count_term(self, s, i, c, cost):
+        if s.terms[i].is_mac:
+            c.event_macs += cost
+        else:
+            c.acc_ops += cost
+
+    def _after_accumulate(self, s, acc, c, acc_u):
+        """Dense counts, the memory-loss drift check and the accumulator/buffer counters of one layer."""
+        self._count_dense(s, c, event=True)
+        if self.policy.memory_loss and np.abs(acc).max(initial=0) > s.acc_bound:
+            raise AccumulatorOverflowError(
+                f"frame {self.t}: accumulator of layer {s.name!r} drifted past its proven bound {s.acc_bound} "
+                f"under the memory-loss policy {self.policy.kind!r}; use periodic resets or the rrm policy")
+        c.acc_u = acc_u
+        if s.pools:
+            c.buffer_reads = int(np.prod(s.acc_shape))
+            c.buffer_writes = acc_u
+
+    def _held(self, store, name):
+        """``store[name]``, held position-major if it is spatial (re-stored if someone replaced it)."""
+        x = store[name]
+        if x.ndim == 3 and _rows(x) is None:
+            x = store[name] = _pm(x)
+        return x
+
+    def _event_sparse(self, x, zero_th, counts):
+        """One event frame, same results and counters as :meth:`_event_reference`, with the work following
+        the change. Spatial state is held position-major (:func:`_pm`); a spatial tensor's deltas travel
+        as a :class:`_Delta` (the positions with a non-zero channel). A conv or sum-pool term computes its
+        accumulator change only at the outputs those positions reach (one gather of their input taps and
+        one exact product, :class:`ops.ConvWeights`); value functions, max-pool windows and gates run on
+        the touched positions only. Elsewhere nothing changes: an unevaluated element has ``v = b`` and its
+        gate does not change (docs/semantics.md, "Which elements are evaluated")."""
+        ci = counts["input"] = LayerCount()
+        deltas, dl = {}, {}
+        if x.ndim == 3:
+            c = x.shape[0]
+            rows = np.ascontiguousarray(x.reshape(c, -1).T)
+            deltas["input"], dl["input"] = self._gate_rows("input", np.arange(rows.shape[0]), rows,
+                                                           np.ones(rows.shape, bool), zero_th, ci)
+        else:
+            deltas["input"] = self._gate_at("input", np.arange(x.size), x.reshape(-1), zero_th, ci)
+        values = {}
+        for s in self.q.steps:
+            if isinstance(s, QView):
+                deltas[s.name] = view_apply(s, [deltas[n] for n in s.srcs])
+                continue
+            c = counts[s.name] = LayerCount()
+            if len(s.acc_shape) == 1:
+                self._layer_flat(s, deltas, zero_th, c, values)
+                continue
+            acc, tmask = self._accumulate(s, deltas, dl, c)
+            self._after_accumulate(s, self.a[s.name], c, int(np.count_nonzero(tmask)))
+            if not s.gated:
+                values[s.name] = apply_pools(s, value_pre_pool(s, self.a[s.name]))    # a readout: every element
+                continue
+            touched = np.flatnonzero(tmask[:-1].any(axis=1))
+            r, v, ev = self._values_rows(s, acc, tmask, touched)
+            deltas[s.name], dl[s.name] = self._gate_rows(s.name, r, v, ev, zero_th, c)
+            values[s.name] = self.b[s.name]                                   # = the layer's values
+        return values
+
+    def _layer_flat(self, s: QLayer, deltas, zero_th, c, values):
+        """A 1-D layer on the event path: whole (small) tensors, gate on the touched elements."""
+        acc = self.a[s.name]
+        touched = np.zeros(s.acc_shape, bool)
+        for i, term in enumerate(s.terms):
+            dlt = deltas[term.src]
+            active = dlt != 0
+            if not active.any():
+                continue
+            acc += term_delta(term, dlt)
+            touched |= term_touched(term, active)
+            self._count_term(s, i, c, int(self.full_costs[(s.name, i)][active.reshape(-1)].sum()))
+        self._after_accumulate(s, acc, c, int(np.count_nonzero(touched)))
+        v = apply_pools(s, value_pre_pool(s, acc))
+        if s.gated:
+            idx = np.flatnonzero(touched)
+            deltas[s.name] = self._gate_at(s.name, idx, v[idx], zero_th, c)
+            v = self.b[s.name]
+        values[s.name] = v
+
+    def _accumulate(self, s: QLayer, deltas, dl, c):
+        """Apply a spatial layer's terms at the outputs their changed positions reach. Returns the
+        accumulator storage (H*W, C) and the touched elements (H*W + 1, C) (last row: False)."""
+        co, oh, ow = s.acc_shape
+        acc = _rows(self._held(self.a, s.name))
+        tmask = np.zeros((oh * ow + 1, co), bool)
+        for i, term in enumerate(s.terms):
+            src = dl.get(term.src)
+            if src is None:                                  # routed through a view: from the dense tensor
+                src = dl[term.src] = _Delta.of(deltas[term.src])
+            if src.pos.size == 0:
+                continue
+            self._count_term(s, i, c, self._cost((s.name, i), src))
+            if term.kind == "scale":
+                _add_rows(acc, src.pos, src.buf.take(src.pos, axis=0) * term.weight)
+                tmask[src.pos] |= src.nz
+                continue
+            geo = self._geometry(s.name, i)
+            g = term.attrs["groups"] if term.kind == "conv" else co        # a sum-pool: every channel alone
+            if g == 1:
+                out = geo.reached(src.pos)
+                tmask[out] = True
+            else:
+                tg = geo.reached_by(src.pos, src.nz.reshape(src.pos.size, g, -1).any(axis=2))
+                out = np.flatnonzero(tg.any(axis=1))
+                tmask[:-1] |= np.repeat(tg, co // g, axis=1) if co != g else tg
+            if out.size == 0:
+                continue
+            taps = src.buf.take(geo.gather(out), axis=0)     # (outputs, taps, C_in)
+            if term.kind == "conv":
+                _add_rows(acc, out, self._conv_weights(s.name, i).rows(taps, src.dmax))
+            else:
+                _add_rows(acc, out, taps.sum(axis=1))
+        return acc, tmask
+
+    def _cost(self, key, src: _Delta):
+        """Sum of the per-element MAC (or accumulation) costs over the non-zero deltas of ``src``."""
+        cw = self.costs[key]
+        if cw.shape[1:] == (1, 1):                           # one cost per channel (or one for all)
+            n = src.nz.shape[1]
+            return int(np.count_nonzero(src.nz, axis=0) @ np.broadcast_to(cw, (n, 1, 1)).reshape(-1))
+        return int((cw[0].reshape(-1)[src.pos] @ src.nz).sum())     # one cost plane for every channel
+
+    def _geometry(self, layer, i):
+        key = (layer, i)
+        geo = self._geo.get(key)
+        if geo is None:
+            t = self.q.layer(layer).terms[i]
+            a = t.attrs
+            kernel = t.weight.shape[2:] if t.kind == "conv" else a["kernel"]
+            geo = self._geo[key] = _Geometry(self.tensors[t.src].shape[1:], self.q.layer(layer).acc_shape[1:], kernel,
+                                             a["stride"], a["pads"], a.get("dilation", (1, 1)))
+        return geo
+
+    def _conv_weights(self, layer, i):
+        w = self._convw.get((layer, i))
+        if w is None:
+            t = self.q.layer(layer).terms[i]
+            w = self._convw[(layer, i)] = ops.ConvWeights(t.weight, groups=t.attrs["groups"])
+        return w
+
+    def _values_rows(self, s: QLayer, acc, tmask, touched):
+        """A gated spatial layer's values at the positions with an evaluated element: ``(positions, v,
+        evaluated)``, rows of (positions, C). A max-pooled layer keeps its pre-pool values (position-major,
+        with a last row of int64 min for padded taps)."""
+        if touched.size == 0:
+            return touched, None, None
+        v = value_pre_pool(s, acc.take(touched, axis=0).T).T    # the value function, per channel (axis 0)
         if not s.pools:
-            return value_pre_pool(s, af[idx], idx // plane)
+            return touched, v, tmask.take(touched, axis=0)
+        co = s.acc_shape[0]
         pre = self.pre.get(s.name)
         if pre is None:
-            pre = self.pre[s.name] = value_pre_pool(s, acc)
+            pre = self.pre[s.name] = np.empty((acc.shape[0] + 1, co), np.int64)
+            pre[:-1] = _rows(_pm(value_pre_pool(s, self.a[s.name])))
+            pre[-1] = np.iinfo(np.int64).min
         else:
-            tidx = np.flatnonzero(touched)
-            pre.reshape(-1)[tidx] = value_pre_pool(s, af[tidx], tidx // plane)
+            pre[touched] = v                 # untouched elements hold what they would recompute to
         if len(s.pools) == 1:
-            return pool_at(s.pools[0], pre, idx)
-        return apply_pools(s, pre).reshape(-1)[idx]
+            geo = self._pool_geo.get(s.name)
+            if geo is None:
+                p = s.pools[0]
+                geo = self._pool_geo[s.name] = _Geometry(s.acc_shape[1:], s.out.shape[1:], p["kernel"], p["stride"],
+                                                         p["pads"], p["dilation"])
+            out = geo.reached(touched)
+            idx = geo.gather(out)
+            return out, pre.take(idx, axis=0).max(axis=1), tmask.take(idx, axis=0).any(axis=1)
+        h, w = s.acc_shape[1:]                                    # several pools: the whole tensor
+        vfull = apply_pools(s, pre[:-1].reshape(h, w, co).transpose(2, 0, 1))
+        evfull = pool_reach(s, tmask[:-1].reshape(h, w, co).transpose(2, 0, 1))
+        return np.arange(vfull[0].size), vfull.reshape(co, -1).T, evfull.reshape(co, -1).T
+
+    def _gate_rows(self, gname, pos, v, ev, zero_th, counts: LayerCount):
+        """:meth:`_gate` at the positions ``pos`` of a spatial gate: new values ``v`` and the evaluated
+        mask ``ev``, rows of (positions, C) (``v is None``: nothing evaluated). Returns the transmitted
+        deltas, dense (a (C, H, W) view) and as a :class:`_Delta`."""
+        t, pol = self.tensors[gname], self.policy
+        c = t.channels
+        plane = self._planes[gname]
+        if v is not None and self.chunk_ids[gname] is not None:
+            # chunked gates: a fired chunk sends members that were not evaluated; the gathered form
+            ri, ci = np.nonzero(ev)
+            idx = ci * plane + pos[ri]
+            o = np.argsort(idx, kind="stable")
+            sent = self._gate_at(gname, idx[o], v[ri, ci][o], zero_th, counts)
+            dl = _Delta.of(sent)
+            return dl.dense(t.shape), dl
+        buf = np.zeros((plane + 1, c), np.int64)
+        if v is None:
+            dl = _Delta(buf, pos[:0], np.zeros((0, c), bool), 0)
+            return dl.dense(t.shape), dl
+        b, d = _rows(self._held(self.b, gname)), _rows(self._held(self.d, gname))
+        dw = d.take(pos, axis=0)
+        dw += v
+        dw -= b.take(pos, axis=0)                                 # d += v - b
+        b[pos] = v
+        h = np.zeros(c, np.int64) if zero_th else self.thresholds[gname]
+        counts.gate_u += int(np.count_nonzero(ev))
+        n_pos = pos.size
+        if pol.kind == "sigmadelta":
+            q = np.maximum(h, 1)
+            n = np.sign(dw) * ((np.abs(dw) + q // 2) // q)
+            n[~ev] = 0
+            sent = n * q
+            dw -= sent
+            nz = n != 0
+        else:
+            fire = np.abs(dw) > self._h_rows(gname, zero_th)[:n_pos]   # thresholds tiled per position
+            fire &= ev
+            sent = dw * fire
+            if pol.memory_loss:
+                lost = np.zeros(t.shape, np.int64)
+                lost.reshape(c, -1)[:, pos] = np.where(ev & ~fire, np.abs(dw), 0).T
+                self.trunc += float((lost * t.scale.reshape(self._bshape(t))).sum())
+                dw *= ~ev
+            else:
+                dw -= sent
+            nz = fire                                             # a fired element has |d| > h >= 0
+        d[pos] = dw
+        counts.gate_t += int(np.count_nonzero(nz))
+        keep = nz.any(axis=1)
+        sent = sent[keep]
+        buf[pos[keep]] = sent
+        dl = _Delta(buf, pos[keep], nz[keep])
+        return dl.dense(t.shape), dl
+
+    def _h_rows(self, gname, zero_th):
+        """A gate's thresholds tiled over its positions, (H*W, C): comparisons without short inner loops."""
+        t = self.tensors[gname]
+        th = np.zeros(t.channels, np.int64) if zero_th else np.asarray(self.thresholds[gname])
+        got = self._h_tiles.get(gname)
+        if got is None or not np.array_equal(got[0], th):         # thresholds may be replaced any time
+            got = self._h_tiles[gname] = (th.copy(), np.tile(th, (self._planes[gname], 1)))
+        return got[1]
 
     def step(self, frame) -> FrameResult:
         """Process one frame; returns its output and counters."""
@@ -592,56 +937,10 @@ class EventModel:
         else:
             kind = "event"
             zero_th = pol.reset_every is not None and t > 0 and t % pol.reset_every == 0
-            ci = counts["input"] = LayerCount()
-            if warm or self.reference:
-                deltas = {"input": self._gate("input", x, np.ones(x.shape, bool), warm, zero_th, ci)}
-            else:   # the input gate evaluates every pixel
-                deltas = {"input": self._gate_at("input", np.arange(x.size), x.reshape(-1), zero_th, ci)}
-            values = {}
-            for s in self.q.steps:
-                if isinstance(s, QView):
-                    deltas[s.name] = view_apply(s, [deltas[n] for n in s.srcs])
-                    continue
-                c = counts[s.name] = LayerCount()
-                acc = self.a[s.name]
-                touched = np.zeros(s.acc_shape, bool)
-                for i, term in enumerate(s.terms):
-                    dlt = deltas[term.src]
-                    active = dlt != 0
-                    if not active.any():
-                        continue
-                    term_add(term, dlt, acc)
-                    touched |= term_touched(term, active)
-                    cost = int(self.full_costs[(s.name, i)][active.reshape(-1)].sum())
-                    if term.is_mac:
-                        c.event_macs += cost
-                    else:
-                        c.acc_ops += cost
-                self._count_dense(s, c, event=True)
-                if pol.memory_loss and np.abs(acc).max(initial=0) > s.acc_bound:
-                    raise AccumulatorOverflowError(
-                        f"frame {t}: accumulator of layer {s.name!r} drifted past its proven bound {s.acc_bound} "
-                        f"under the memory-loss policy {pol.kind!r}; use periodic resets or the rrm policy")
-                c.acc_u = int(touched.sum())
-                evaluated = pool_reach(s, touched) if s.pools else touched
-                if s.pools:
-                    c.buffer_reads = int(np.prod(s.acc_shape))
-                    c.buffer_writes = c.acc_u
-                if self.reference or not s.gated:
-                    v = apply_pools(s, value_pre_pool(s, acc))      # every element
-                    if s.gated:
-                        deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
-                else:
-                    idx = np.flatnonzero(evaluated)
-                    vi = self._value_at(s, acc, touched, idx)     # only where something changed
-                    if warm:
-                        v = self.b[s.name].copy()
-                        v.reshape(-1)[idx] = vi
-                        deltas[s.name] = self._gate(s.name, v, evaluated, warm, zero_th, c)
-                    else:
-                        deltas[s.name] = self._gate_at(s.name, idx, vi, zero_th, c)
-                    v = self.b[s.name]                             # = the layer's values, every element
-                values[s.name] = v
+            if self.reference or warm:
+                values = self._event_reference(x, warm, zero_th, counts)
+            else:
+                values = self._event_sparse(x, zero_th, counts)
             outs = [self._readout(values, o) for o in self.q.outputs]
             if pol.kind == "rrm":
                 n = sum(int(np.prod(self.tensors[gn].shape)) for gn in self.q.gates())

@@ -157,3 +157,46 @@ def pool2d(x, *, kernel, stride, pads=(0, 0, 0, 0), dilation=(1, 1), mode="max",
 def upsample_nearest(x, factor):
     fh, fw = factor
     return np.repeat(np.repeat(x, fh, axis=-2), fw, axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# exact products of gathered taps (the event path computes a conv only where its input changed)
+
+#: Exactness limits of float products: every integer of magnitude below these is exact in float32 / float64.
+EXACT_F32, EXACT_F64 = 2 ** 24, 2 ** 53
+
+
+class ConvWeights:
+    """A conv's integer weights prepared once for :meth:`rows`: exact products of gathered input taps.
+
+    ``rows`` computes in float32 or float64 when the bound ``max_o sum |w_o| * max |x|`` proves every
+    partial sum is an exactly representable integer (any summation order, FMA included), and in int64
+    otherwise. Same integers either way.
+    """
+
+    def __init__(self, w, *, groups=1):
+        self.w = np.asarray(w, dtype=np.int64)
+        o, cg, kh, kw = self.w.shape
+        self.shape, self.groups = (o, cg, kh, kw), groups
+        self.l1 = int(np.abs(self.w).reshape(o, -1).sum(axis=1).max()) if o else 0
+        og, taps = o // groups, kh * kw
+        m = np.zeros((taps, cg * groups, o), dtype=np.int64)      # block-diagonal over the groups
+        for g in range(groups):
+            m[:, g * cg:(g + 1) * cg, g * og:(g + 1) * og] = \
+                self.w[g * og:(g + 1) * og].transpose(2, 3, 1, 0).reshape(taps, cg, og)
+        self.mat = m.reshape(taps * cg * groups, o)
+        self._cache = {np.int64: self.mat}
+
+    def dtype_for(self, xmax):
+        bound = self.l1 * int(xmax)
+        return np.float32 if bound < EXACT_F32 else np.float64 if bound < EXACT_F64 else np.int64
+
+    def rows(self, taps, xmax):
+        """``taps`` (N, kh*kw, C_in) int64 input taps of N outputs (taps row by row), all of magnitude
+        at most ``xmax`` -> (N, O) int64 conv outputs, exact."""
+        dt = self.dtype_for(xmax)
+        m = self._cache.get(dt)
+        if m is None:
+            m = self._cache[dt] = self.mat.astype(dt)
+        y = taps.reshape(taps.shape[0], -1).astype(dt, copy=False) @ m
+        return y.astype(np.int64, copy=False)

@@ -79,28 +79,30 @@ def test_fast_event_path_equals_reference(seed, policy):
 
 
 def test_reference_mode_evaluates_every_element(monkeypatch):
-    """The reference mode must really take the dense value path (so the comparison above is not vacuous)."""
+    """The reference mode must really take the dense value path and the default mode the windowed one
+    (so the comparison above is not vacuous)."""
     from evhw import golden
     q, video = _cached(0)
     set_thresholds(q, 0.05)
-    calls = {"dense": 0, "gathered": 0}
+    sizes = {s.name: int(np.prod(s.acc_shape)) for s in q.layers()}
+    calls = {"whole": 0, "part": 0}
     orig = golden.value_pre_pool
 
     def spy(layer, acc, chan=None):
-        calls["gathered" if chan is not None else "dense"] += 1
+        calls["whole" if acc.size == sizes[layer.name] else "part"] += 1
         return orig(layer, acc, chan)
 
     monkeypatch.setattr(golden, "value_pre_pool", spy)
     for reference in (True, False):
         m = EventModel(q, Policy("evnet"), reference=reference)
-        calls.update(dense=0, gathered=0)
         m.step(video[0])                 # flush (dense_forward)
-        calls.update(dense=0, gathered=0)
-        m.step(video[1])
+        calls.update(whole=0, part=0)
+        for f in video[1:]:
+            m.step(f)
         if reference:
-            assert calls["gathered"] == 0 and calls["dense"] == len(q.layers())
+            assert calls["part"] == 0 and calls["whole"] == len(q.layers()) * (len(video) - 1)
         else:
-            assert calls["gathered"] > 0
+            assert calls["part"] > 0
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -11,6 +11,7 @@ RTL's own counters.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -36,7 +37,18 @@ def _best_of(fn, repeats=3):
     return best
 
 
-def bench_golden(model, video, n_frames, threshold, repeats=3):
+def _blas_threads(n):
+    """A context running BLAS on ``n`` threads (threadpoolctl, if installed), and the count it sets."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:                     # not a dependency: then BLAS keeps its own default
+        return contextlib.nullcontext(), None
+    return threadpool_limits(n, user_api="blas"), n
+
+
+def bench_golden(model, video, n_frames, threshold, repeats=3, blas_threads=1):
+    """Event path vs dense path, both on one BLAS thread by default: on a shared machine BLAS threads
+    swing the dense figure several-fold, and both paths are single-threaded NumPy otherwise."""
     q, _ = convert_model(model, threshold=threshold)
     apply_thresholds(q, threshold)
     frames = frames_for(video, q.input.shape, n_frames)
@@ -49,7 +61,9 @@ def bench_golden(model, video, n_frames, threshold, repeats=3):
     def event():
         res_holder["r"] = EventModel(q, Policy("evnet")).run(frames)
 
-    td, te = _best_of(dense, repeats), _best_of(event, repeats)
+    limit, threads = _blas_threads(blas_threads) if blas_threads else (contextlib.nullcontext(), None)
+    with limit:
+        td, te = _best_of(dense, repeats), _best_of(event, repeats)
     rs = res_holder["r"]
     dm = sum(r.dense_macs for r in rs)
     em = sum(r.event_macs for r in rs)
@@ -61,6 +75,7 @@ def bench_golden(model, video, n_frames, threshold, repeats=3):
         "mac_savings": dm / em if em else float("inf"),
         "event_over_dense": td / te,           # event-path frames/s over dense-path frames/s
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "blas_threads": threads,               # None: the BLAS library's default
     }
 
 
