@@ -148,10 +148,12 @@ STAMP = "evhw_build.json"
 
 
 def build_sources(build_dir):
-    """The opened build (:class:`rtl_gen.builddir.BuildDir`) and its Verilog sources."""
+    """The opened build (:class:`rtl_gen.builddir.BuildDir`) and its Verilog sources: ``evhw_top.v``
+    and the testbench harness ``evhw_tb`` around it (:mod:`sim.tbwrap`, written into ``sim_build/``)."""
     from rtl_gen.builddir import BuildDir
+    from .tbwrap import write_wrapper
     b = BuildDir.open(build_dir)
-    return b, [b.verilog.resolve()]
+    return b, [b.verilog.resolve(), write_wrapper(b.path, b.manifest)]
 
 
 def build(build_dir, *, simulator="verilator", toplevel="evhw_top", log=None, waves=False):
