@@ -1,13 +1,14 @@
 """`evhw bench sim`: compile and simulation figures of the testbench, checked bit-exact; flags checked first."""
 import json
+import os
 
 import numpy as np
 import pytest
 
 from tests.cliutil import run
 
-KEYS = {"compile_seconds", "compile_cached", "sim_seconds", "cycles", "cycles_per_second", "frames_per_second",
-        "simulator", "pes", "model", "machine", "frames"}
+KEYS = {"compile_seconds", "compile_cached", "sim_seconds", "sim_cpu_seconds", "cycles", "cycles_per_second",
+        "cycles_per_cpu_second", "frames_per_second", "simulator", "pes", "model", "machine", "frames"}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,9 @@ def test_bench_sim_json(capsys, tmp_path, saved_mlp, require_simulator):
     assert res["sim_seconds"] > 0
     assert np.isclose(res["cycles_per_second"], res["cycles"] / res["sim_seconds"])
     assert np.isclose(res["frames_per_second"], 3 / res["sim_seconds"])
+    # the simulator's CPU time: positive, and no more than its wall time on this machine's cores
+    assert 0 < res["sim_cpu_seconds"] <= res["sim_seconds"] * os.cpu_count() + 0.1
+    assert np.isclose(res["cycles_per_cpu_second"], res["cycles"] / res["sim_cpu_seconds"], rtol=1e-2)
 
 
 @pytest.mark.parametrize("args", [["--pes", "0"], ["--pes", "99"], ["--frames", "0"], ["--simulator", "modelsim"],

@@ -103,10 +103,12 @@ def sim(model, pes, simulator, n_frames, video, threshold, output, as_json):
         click.echo(json.dumps(res))
         return
     t = Table(title=f"{model}, P={pes}, {simulator}: {res['frames']} frames of {res['video']}, bit-exact")
-    for col in ("compile s", "sim s", "cycles", "cycles/s", "frames/s"):
+    for col in ("compile s", "sim s", "sim CPU s", "cycles", "cycles/s", "cycles/CPU s", "frames/s"):
         t.add_column(col, justify="right")
     comp = "-" if res["compile_seconds"] is None else f"{res['compile_seconds']:.1f}"
+    cpu = res["cycles_per_cpu_second"]
     t.add_row(comp + (" (cached)" if res["compile_cached"] else ""), f"{res['sim_seconds']:.1f}",
-              f"{res['cycles']:,}", f"{res['cycles_per_second']:,.0f}", f"{res['frames_per_second']:.3f}")
+              f"{res['sim_cpu_seconds']:.1f}", f"{res['cycles']:,}", f"{res['cycles_per_second']:,.0f}",
+              "-" if cpu is None else f"{cpu:,.0f}", f"{res['frames_per_second']:.3f}")
     out.print(t)
     out.print(res["machine"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -133,7 +134,8 @@ def bench_sim(model=SIM_MODEL, *, pes=SIM_PES, simulator="verilator", frames=SIM
     ``compile_seconds`` is the wall time of this compile; when the simulator build was reused from a
     cache, ``compile_cached`` is true and ``compile_seconds`` is the time recorded by the compile
     that made it (None if unknown). ``cycles`` is the RTL's own cycle count of the frames,
-    ``sim_seconds`` the wall time of the simulator run (start-up and golden model included)."""
+    ``sim_seconds`` the wall time of the simulator run (start-up and golden model included),
+    ``sim_cpu_seconds`` its CPU time (on a shared machine the fairer figure)."""
     from rtl_gen.builddir import BuildDir
     from sim.runner import build as sim_build
     from sim.session import simulate
@@ -164,7 +166,10 @@ def bench_sim(model=SIM_MODEL, *, pes=SIM_PES, simulator="verilator", frames=SIM
         except (OSError, ValueError):
             compile_seconds = None
     log(f"simulating {len(clip.frames)} frames")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     s = simulate(bdir, q, clip.frames, policy="evnet", simulator=simulator, seed=1)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sim_cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)   # the simulator and its worker
     if not s["bit_exact"]:
         raise MismatchError(f"{model} P={pes} on {simulator}: the RTL does not match the golden model: "
                             f"{s['mismatches'][:3]} {s.get('error') or ''}")
@@ -176,5 +181,6 @@ def bench_sim(model=SIM_MODEL, *, pes=SIM_PES, simulator="verilator", frames=SIM
             "compile_seconds": None if compile_seconds is None else round(compile_seconds, 2),
             "compile_cached": cached, "sim_seconds": sim_seconds, "cycles": cycles,
             "cycles_per_second": cycles / sim_seconds, "frames_per_second": n / sim_seconds,
+            "sim_cpu_seconds": round(sim_cpu, 2), "cycles_per_cpu_second": cycles / sim_cpu if sim_cpu > 0 else None,
             "bit_exact": True, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                           f"Python {platform.python_version()}"}
