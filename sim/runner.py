@@ -238,7 +238,7 @@ def run_cocotb(build_dir, test_module, *, simulator="verilator", env=None, seed=
     run_dir : where the test runs and writes ``test.log`` (default ``build_dir/runs/<simulator>``).
     run_id, results : the run's id and results file (:mod:`sim.job`; default: a new id,
         ``run_dir/results.json``); ``$EVHW_RUN_ID`` and ``$EVHW_RESULTS`` tell the testbench.
-    waves : record a trace (Icarus ``evhw_top.fst`` in the simulator build dir, Verilator
+    waves : record a trace (Icarus ``<toplevel>.fst`` in the simulator build dir, Verilator
         ``dump.vcd`` in ``run_dir``); uses a separate cached build.
 
     Returns the dict the testbench wrote with ``passed`` (cocotb's verdict), ``log`` and
