@@ -108,7 +108,8 @@ def _build_args(simulator, threads=1):
         # warnings of Yosys's Verilog output (WIDTH) do not stop the build. --no-public-flat-rw
         # undoes the runner's --public-flat-rw, which keeps every signal of the design as is
         # (twice the C++, slower code); the control file (PUBLIC_VLT) makes the top module's
-        # signals, which the testbench reads and drives, public again.
+        # signals (the testbench harness's ports, sim/tbwrap.py) public again; with every signal
+        # public, Verilator re-evaluates all combinational logic on each clock edge (3-4x slower).
         return ["-Wno-fatal", "--no-public-flat-rw"] + (["--threads", str(threads)] if threads > 1 else [])
     # cocotb's runner compiles with -g2012, under which Icarus runs declaration initializers
     # before any process starts: Yosys's time-0 trigger (`reg \$auto$verilog_backend...$1 = 0;`
@@ -118,10 +119,10 @@ def _build_args(simulator, threads=1):
     return ["-g2005"]
 
 
-#: Verilator control file: the modules whose signals cocotb sees (the top and evhw_top).
+#: Verilator control file: the module whose signals cocotb sees (the toplevel: the testbench
+#: harness ``evhw_tb`` of sim/tbwrap.py, or a design run directly).
 PUBLIC_VLT = """`verilator_config
 public_flat_rw -module "{top}" -var "*"
-public_flat_rw -module "evhw_top" -var "*"
 """
 
 
@@ -218,10 +219,12 @@ def place_images(build_dir, run_dir):
 
 
 def build_sources(build_dir):
-    """The opened build (:class:`rtl_gen.builddir.BuildDir`) and its Verilog sources."""
+    """The opened build (:class:`rtl_gen.builddir.BuildDir`) and its Verilog sources: ``evhw_top.v``
+    and the testbench harness ``evhw_tb`` around it (:mod:`sim.tbwrap`, written into ``sim_build/``)."""
     from rtl_gen.builddir import BuildDir
+    from .tbwrap import write_wrapper
     b = BuildDir.open(build_dir)
-    return b, [b.verilog.resolve()]
+    return b, [b.verilog.resolve(), write_wrapper(b.path, b.manifest)]
 
 
 def sim_cache(cache_dir=None):
@@ -379,7 +382,7 @@ def run_cocotb(build_dir, test_module, *, simulator="verilator", env=None, seed=
     run_dir : where the test runs and writes ``test.log`` (default ``build_dir/runs/<simulator>``).
     run_id, results : the run's id and results file (:mod:`sim.job`; default: a new id,
         ``run_dir/results.json``); ``$EVHW_RUN_ID`` and ``$EVHW_RESULTS`` tell the testbench.
-    waves : record a trace (Icarus ``evhw_top.fst`` in the simulator build dir, Verilator
+    waves : record a trace (Icarus ``<toplevel>.fst`` in the simulator build dir, Verilator
         ``dump.vcd`` in ``run_dir``); uses a separate cached build.
 
     Returns the dict the testbench wrote with ``passed`` (cocotb's verdict), ``log`` and

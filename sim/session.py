@@ -3,7 +3,7 @@
 Used by ``evhw sim`` and by ``tests/rtl``. :func:`simulate` opens the build
 (:class:`rtl_gen.builddir.BuildDir`: verified hashes, typed manifest), writes the job (frames
 ``.npy`` and a :class:`sim.job.SimJob`) into ``BUILD/runs/<simulator>/``, runs
-``sim.tb.evhw_top_tb`` through :func:`sim.runner.run_cocotb` and condenses the testbench's results.
+``sim.tb.evhw_top_tb`` (on the harness :mod:`sim.tbwrap`) through :func:`sim.runner.run_cocotb` and condenses the testbench's results.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rtl_gen.builddir import BuildDir
 from .job import Corruption, SimJob, new_run_id
 from .limits import MAX_STALL
 from .runner import CLOCK_NS, SimError, run_cocotb
+from .tbwrap import TB_TOP
 
 TB_MODULE = "sim.tb.evhw_top_tb"
 
@@ -68,7 +69,8 @@ def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_eve
     if timeout is None:
         timeout = timeout_ms(q, len(frames) * sequences, pes=pes, idle=idle, stall=stall)
     res = run_cocotb(build_dir, TB_MODULE, simulator=simulator, env={"EVHW_JOB": run_dir / "job.json", **(extra or {})},
-                     seed=seed, timeout=timeout, run_dir=run_dir, waves=waves, run_id=job.run_id, results=job.results)
+                     seed=seed, timeout=timeout, run_dir=run_dir, waves=waves, run_id=job.run_id, results=job.results,
+                     toplevel=TB_TOP)
     return summarize(res, manifest, policy=policy, n_frames=len(frames) * sequences)
 
 

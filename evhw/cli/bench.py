@@ -1,4 +1,4 @@
-"""``evhw bench golden`` and ``evhw bench hw``: figures for docs/benchmarks.md."""
+"""``evhw bench golden``, ``evhw bench hw`` and ``evhw bench sim``: figures for docs/benchmarks.md."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,8 @@ from rtl_gen.limits import MAX_PES
 from sim.limits import SIMULATORS
 
 from ..data.clip import MAX_FRAMES
-from ..flow.bench import HW_BUILD_ROOT, HW_DENSE_PES, HW_FRAMES, HW_MODEL, HW_PES
+from ..flow.bench import (HW_BUILD_ROOT, HW_DENSE_PES, HW_FRAMES, HW_MODEL, HW_PES, SIM_BUILD_ROOT, SIM_FRAMES,
+                          SIM_MODEL, SIM_PES)
 from ..flow.network import DEFAULT_THRESHOLD
 from .console import THRESHOLD, IntList, err, out
 
@@ -82,3 +83,32 @@ def hw(model, video, n_frames, p_list, dense_pes, threshold, simulator, output, 
     if "dense_over_evnet_cycles" in res:
         out.print(f"dense mode takes {res['dense_over_evnet_cycles']:.2f}x the cycles of evnet mode at "
                     f"P={dense_pes} on the same hardware and frames")
+
+
+@bench.command(name="sim")
+@click.option("--model", default=SIM_MODEL, show_default=True, help="A bundled model or a .evnet file.")
+@click.option("--pes", type=click.IntRange(1, MAX_PES), default=SIM_PES, show_default=True)
+@click.option("--simulator", type=click.Choice(SIMULATORS), default=SIMULATORS[0], show_default=True)
+@click.option("--frames", "n_frames", type=click.IntRange(1, MAX_FRAMES), default=SIM_FRAMES, show_default=True)
+@click.option("--video", help="Frames (default: the model's default video).")
+@click.option("--threshold", type=THRESHOLD, help="Gate threshold h (default: the model's operating point).")
+@click.option("-o", "--output", default=SIM_BUILD_ROOT, show_default=True, help="Build folder root.")
+@click.option("--json", "as_json", is_flag=True)
+def sim(model, pes, simulator, n_frames, video, threshold, output, as_json):
+    """Compile seconds, simulated cycles/s and frames/s of the cocotb testbench (frames checked bit-exact)."""
+    from ..flow.bench import bench_sim
+    res = bench_sim(model, pes=pes, simulator=simulator, frames=n_frames, video=video, threshold=threshold,
+                    build_root=output, log=err.print)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    t = Table(title=f"{model}, P={pes}, {simulator}: {res['frames']} frames of {res['video']}, bit-exact")
+    for col in ("compile s", "sim s", "sim CPU s", "cycles", "cycles/s", "cycles/CPU s", "frames/s"):
+        t.add_column(col, justify="right")
+    comp = "-" if res["compile_seconds"] is None else f"{res['compile_seconds']:.1f}"
+    cpu = res["cycles_per_cpu_second"]
+    t.add_row(comp + (" (cached)" if res["compile_cached"] else ""), f"{res['sim_seconds']:.1f}",
+              f"{res['sim_cpu_seconds']:.1f}", f"{res['cycles']:,}", f"{res['cycles_per_second']:,.0f}",
+              "-" if cpu is None else f"{cpu:,.0f}", f"{res['frames_per_second']:.3f}")
+    out.print(t)
+    out.print(res["machine"])

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -132,3 +133,69 @@ def bench_hw(model=HW_MODEL, *, video=None, frames=HW_FRAMES, pes=HW_PES, dense_
     root.mkdir(parents=True, exist_ok=True)
     (root / f"bench-{model}.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+#: `evhw bench sim` defaults (the CLI reads these).
+SIM_MODEL, SIM_PES, SIM_FRAMES, SIM_BUILD_ROOT = zoo.DEFAULT_MODEL, 4, 3, "build/bench-sim"
+
+
+def bench_sim(model=SIM_MODEL, *, pes=SIM_PES, simulator="verilator", frames=SIM_FRAMES, video=None, threshold=None,
+              build_root=SIM_BUILD_ROOT, log=print) -> dict:
+    """Compile and simulation speed of the cocotb testbench: generate ``model`` (a bundled model name
+    or a ``.evnet`` file) at ``pes``, compile it for ``simulator``, run ``frames`` frames of its
+    default video (evnet, the model's operating threshold; a ``.evnet`` keeps its stored thresholds)
+    and check them bit-exact (:class:`MismatchError` otherwise).
+
+    ``compile_seconds`` is the wall time of this compile; when the simulator build was reused from a
+    cache, ``compile_cached`` is true and ``compile_seconds`` is the time recorded by the compile
+    that made it (None if unknown). ``cycles`` is the RTL's own cycle count of the frames,
+    ``sim_seconds`` the wall time of the simulator run (start-up and golden model included),
+    ``sim_cpu_seconds`` its CPU time (on a shared machine the fairer figure)."""
+    from rtl_gen.builddir import BuildDir
+    from sim.runner import build as sim_build
+    from sim.session import simulate
+    from sim.tbwrap import TB_TOP
+
+    is_file = str(model).endswith(".evnet")
+    if threshold is None and not is_file:
+        threshold = zoo.operating_threshold(model, DEFAULT_THRESHOLD)
+    source = video or zoo.default_video(model)
+    bdir = Path(build_root) / f"{Path(str(model)).stem if is_file else model}-p{pes}"
+    log(f"generating {bdir}")
+    t0 = time.time()
+    generate_build(model, pes=pes, out_dir=bdir, threshold=threshold)
+    generate_seconds = time.time() - t0
+    q, _ = BuildDir.open(bdir).load_net()
+    if threshold is not None:
+        apply_thresholds(q, threshold)
+    clip = clip_for(source, q.input.shape, frames)
+    log(f"compiling for {simulator}")
+    t0 = time.time()
+    sim_dir = sim_build(bdir, simulator=simulator, toplevel=TB_TOP)
+    compile_seconds = time.time() - t0
+    stamp = Path(sim_dir) / "build_seconds"
+    cached = not (stamp.exists() and stamp.stat().st_mtime >= t0 - 1)
+    if cached:
+        try:
+            compile_seconds = float(stamp.read_text())
+        except (OSError, ValueError):
+            compile_seconds = None
+    log(f"simulating {len(clip.frames)} frames")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s = simulate(bdir, q, clip.frames, policy="evnet", simulator=simulator, seed=1)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sim_cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)   # the simulator and its worker
+    if not s["bit_exact"]:
+        raise MismatchError(f"{model} P={pes} on {simulator}: the RTL does not match the golden model: "
+                            f"{s['mismatches'][:3]} {s.get('error') or ''}")
+    cycles = int(sum(s["cycles_per_frame"]))
+    sim_seconds = float(s["sim_seconds"])
+    n = len(clip.frames)
+    return {"model": str(model), "video": source, "threshold": threshold, "pes": pes, "simulator": simulator,
+            "frames": n, "generate_seconds": round(generate_seconds, 2),
+            "compile_seconds": None if compile_seconds is None else round(compile_seconds, 2),
+            "compile_cached": cached, "sim_seconds": sim_seconds, "cycles": cycles,
+            "cycles_per_second": cycles / sim_seconds, "frames_per_second": n / sim_seconds,
+            "sim_cpu_seconds": round(sim_cpu, 2), "cycles_per_cpu_second": cycles / sim_cpu if sim_cpu > 0 else None,
+            "bit_exact": True, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                                          f"Python {platform.python_version()}"}
