@@ -127,7 +127,8 @@ def _cnn(d: _Draw):
                 x = d.op("avgpool", x, kernel=3, stride=1, padding=1)
             x = d.act(x)
         elif block == "affine":
-            mul = d.w.uniform(.5, 1.5, c) * np.where(d.w.random(c) < .2, -1, 1)
+            sign = np.where(s.random(c) < .2, -1, 1)            # structure: a sign sets the operand width
+            mul = d.w.uniform(.5, 1.5, c) * sign
             x = d.act(d.add(x, "affine", mul, d.w.normal(0, .1, c)))
     return _readout(d, x)
 
