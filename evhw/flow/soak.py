@@ -57,6 +57,9 @@ POOL_STREAM = 7
 DEFAULT_STRUCTURES = 24
 #: default wall-clock limit of one run in seconds (``evhw soak --run-limit``; 0: none)
 DEFAULT_RUN_LIMIT = 900
+#: the environment variable naming sim.runner's shared simulator-build cache; a run's process gets
+#: ``<tmp>/evhw-soak-sim-cache`` (one per machine, shared by its workers) unless the worker sets it
+SIM_CACHE_ENV = "EVHW_SIM_CACHE"
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,8 @@ def _run_child(p, work, artifacts, limit):
         (work / ("given-" + name)).write_bytes(data)
     # the child imports what this process imports (tests put their generator modules on sys.path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(x for x in sys.path if x))}
+    # runs of one pool entry share one simulator build: the machine's cache unless the worker has one
+    env.setdefault(SIM_CACHE_ENV, str(Path(tempfile.gettempdir()) / "evhw-soak-sim-cache"))
     log = work / "child.log"
     try:
         with open(log, "wb") as f:
