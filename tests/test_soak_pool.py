@@ -1,6 +1,7 @@
 """``evhw soak --structures K``: run i takes pool entry i mod K (structure, P, simulator) and new
 values; the widths pinned to the structure make one entry's runs generate one Verilog text apart
 from the memory images (one simulator build), without changing what the network computes."""
+import dataclasses
 import re
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from evhw.convert import convert
 from evhw.flow.netgen import NET_KINDS, random_hw_graph
-from evhw.flow.pinning import build_net, pin_widths, structural_acc_bits
+from evhw.flow.pinning import SHIFTS, _pin_shifts, build_net, pin_widths, structural_acc_bits
 from evhw.flow.soak import Campaign, draw, make_case
 from evhw.golden import dense_forward
 from rtl_gen.plan import HwPlan
@@ -67,21 +68,47 @@ def test_pinned_widths_follow_the_structure_only():
 
 
 @pytest.mark.parametrize("structure, kind", [(0, "cnn"), (1, "cnn"), (5, "cnn"), (1, "mlp"), (2, "linear")])
-def test_pinning_keeps_what_the_network_computes(structure, kind):
-    """Same values in every gated tensor; the readout differs by its new channel-0 bias only."""
+def test_pinning_changes_only_biases_and_shifts(structure, kind):
+    """The pinned network computes what the original does with the pinned biases, multipliers and
+    shifts (the wider accumulators and readout range and the relu6 clip change nothing); those move
+    only as documented: the readout's channel-0 bias, shifts above the range (multiplier scaled)."""
     g = random_hw_graph(structure, kind, params=7)
     q = convert(g, np.random.default_rng(0).integers(0, 256, (6, *g.input.attrs["shape"])))
     p = pin_widths(q, np.random.default_rng(1))
     assert all(s.acc_bits == structural_acc_bits(q) >= q.layer(s.name).acc_bits for s in p.layers())
-    shift = np.zeros(q.layer(q.output).bias.shape, np.int64)
-    shift[0] = p.layer(q.output).bias[0] - q.layer(q.output).bias[0]
-    assert shift[0] != 0
+    same_values = dataclasses.replace(q, steps=[
+        dataclasses.replace(s, bias=p.layer(s.name).bias, mult=p.layer(s.name).mult, shift=p.layer(s.name).shift)
+        if hasattr(s, "acc_bits") else s for s in q.steps])
     for frame in np.random.default_rng(2).integers(0, 256, (4, *q.input.shape)):
-        a, b = dense_forward(q, frame), dense_forward(p, frame)
-        for t in q.gates():
-            assert np.array_equal(a[t], b[t]), t
-        want = a[q.output] + shift.reshape((-1,) + (1,) * (a[q.output].ndim - 1))
-        assert np.array_equal(b[q.output], want)
+        a, b = dense_forward(same_values, frame), dense_forward(p, frame)
+        assert all(np.array_equal(a[t], b[t]) for t in [*q.gates(), q.output])
+    shifts = [int(s.shift.max()) for s in p.layers() if s.mult is not None]
+    assert not shifts or SHIFTS[0] <= max(shifts) <= SHIFTS[1]
+    for s in q.layers():
+        t = p.layer(s.name)
+        moved = np.flatnonzero(t.bias != s.bias)
+        assert list(moved) == ([0] if s.name == q.output else [])
+        if s.mult is not None:
+            assert t.shift.max() <= SHIFTS[1]
+            kept = s.shift <= SHIFTS[1]
+            assert np.array_equal(t.shift[kept], s.shift[kept]) and np.array_equal(t.mult[kept], s.mult[kept])
+
+
+def test_pinned_shifts_keep_the_factor():
+    layer = [x for x in random_cnn_layers() if x.mult is not None][0]
+    wide = dataclasses.replace(layer, mult=np.array([20000, 16384], np.int64)[:1].repeat(layer.mult.size),
+                               shift=np.full(layer.mult.size, 40, np.int64))
+    (pinned,) = _pin_shifts([wide])
+    assert (pinned.shift == SHIFTS[1]).all()
+    np.testing.assert_allclose(pinned.mult / np.exp2(pinned.shift), 20000 / 2.0 ** 40, rtol=0.02)
+    low = dataclasses.replace(layer, shift=np.full(layer.mult.size, 3, np.int64))
+    (raised,) = _pin_shifts([low])
+    assert raised.shift.max() == SHIFTS[0] and sorted(raised.shift)[:-1] == [3] * (layer.mult.size - 1)
+
+
+def random_cnn_layers():
+    g = random_hw_graph(0, "cnn")
+    return convert(g, np.random.default_rng(0).integers(0, 256, (6, *g.input.attrs["shape"]))).layers()
 
 
 def verilog_without_images(p, tmp, name):

@@ -15,8 +15,12 @@ all of them follow from the structure:
 * a relu6 clip level above the layer's largest value is that value (the clamp to ``hi`` that
   follows makes them the same function);
 * biases are clipped to ``W - 1`` signed bits and the readout's channel 0 gets a bias of exactly
-  ``W - 1`` signed bits (a changed network, as random as before: the hardware must match the golden
-  model on it like on any other).
+  ``W - 1`` signed bits;
+* requantization shifts lie in ``SHIFTS`` (:data:`SHIFT_BITS` bits exactly): a larger shift ``s``
+  becomes the largest with the multiplier rounded to ``M / 2**(s - max)`` (about the same factor), and
+  when every shift is below the range the largest one is raised to its bottom (that channel's
+  factor shrinks). The last two change the network a little; it is as random as before, and the
+  hardware must match the golden model on it like on any other.
 
 :func:`build_net` is the network the hardware is generated from: thresholds zero (the testbench
 writes the run's thresholds before the first frame, so the reset values never count).
@@ -29,6 +33,32 @@ import numpy as np
 
 from ..convert import ADD_FRAC_BITS
 from ..qnet import QNet, acc_bits_needed, validate
+
+
+#: bits of every pinned requantization shift (shifts from 2**(SHIFT_BITS-1) to 2**SHIFT_BITS - 1)
+SHIFT_BITS = 5
+SHIFTS = (1 << (SHIFT_BITS - 1), (1 << SHIFT_BITS) - 1)
+
+
+def _pin_shifts(layers):
+    """Requantized layers' (mult, shift) with every shift <= SHIFTS[1] and the largest >= SHIFTS[0]."""
+    lo, hi = SHIFTS
+    out = []
+    for s in layers:
+        if s.mult is not None:
+            mult, shift = np.asarray(s.mult, np.int64).copy(), np.asarray(s.shift, np.int64).copy()
+            over = shift > hi
+            mult[over] = np.maximum(1, np.rint(mult[over] / np.exp2(shift[over] - hi))).astype(np.int64)
+            shift[over] = hi
+            s = dataclasses.replace(s, mult=mult, shift=shift)
+        out.append(s)
+    req = [i for i, s in enumerate(out) if s.mult is not None]
+    if req and max(int(out[i].shift.max()) for i in req) < lo:
+        i = max(req, key=lambda i: int(out[i].shift.max()))
+        shift = out[i].shift.copy()
+        shift[int(np.argmax(shift))] = lo
+        out[i] = dataclasses.replace(out[i], shift=shift)
+    return out
 
 
 def _term_cap(t, weight_bits):
@@ -74,6 +104,8 @@ def pin_widths(q: QNet, rng) -> QNet:
             hi = (1 << W) - 1
             s = dataclasses.replace(s, bias=bias, out=dataclasses.replace(s.out, lo=-hi, hi=hi))
         steps.append(s)
+    pinned = iter(_pin_shifts([s for s in steps if hasattr(s, "acc_bits")]))
+    steps = [next(pinned) if hasattr(s, "acc_bits") else s for s in steps]
     p = dataclasses.replace(q, steps=steps)
     validate(p)
     return p
