@@ -29,3 +29,10 @@ def generate_refuses(q, *, pes, out_dir, graph=None):
     """Notes the process it runs in, then refuses the network."""
     _note(os.getpid())
     raise ValueError("refused by soak_faults")
+
+
+def generate_kills_worker(q, *, pes, out_dir, graph=None):
+    """Kills the Dask worker the run's process belongs to (its parent): a worker crash."""
+    _note(os.getpid(), os.getppid())
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(30)

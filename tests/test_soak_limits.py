@@ -62,3 +62,21 @@ def test_without_a_limit_the_run_stays_in_the_worker(tmp_path, capsys, monkeypat
     code, out, err = soak(capsys, tmp_path, "soak_faults:generate_refuses", "--run-limit", "0")
     assert code == 1 and json.loads(out)["errors"] == 1
     assert [int(x) for x in pids.read_text().split()] == [os.getpid()]
+
+
+def test_a_crashed_worker_is_an_error_with_the_message(tmp_path, capsys, monkeypatch):
+    """The run kills its Dask worker (processes, not threads): Dask gives up on the task
+    (``allowed-failures`` 0 here) and the run is recorded as an error saying so."""
+    import dask
+    monkeypatch.setenv("EVHW_TEST_PIDS", str(tmp_path / "pids"))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        code, out, err = run(capsys, "soak", "--runs", "1", "--seed", "4", "--nets", "linear", "--workers", "1",
+                             "--generator", "soak_faults:generate_kills_worker",
+                             "--db", str(tmp_path / "soak.sqlite"), "--json")
+    assert code == 1, err
+    res = json.loads(out)
+    assert (res["errors"], res["runs"], len(res["failures"])) == (1, 1, 1)
+    info = json.loads((tmp_path / "soak-repro" / res["failures"][0] / "run.json").read_text())
+    assert info["status"] == "error" and "KilledWorker" in info["message"]
+    run_pid, worker_pid = [int(x) for x in (tmp_path / "pids").read_text().split()]
+    assert worker_pid != os.getpid() and not alive(worker_pid) and not alive(run_pid)
