@@ -80,3 +80,11 @@ def test_a_crashed_worker_is_an_error_with_the_message(tmp_path, capsys, monkeyp
     assert info["status"] == "error" and "KilledWorker" in info["message"]
     run_pid, worker_pid = [int(x) for x in (tmp_path / "pids").read_text().split()]
     assert worker_pid != os.getpid() and not alive(worker_pid) and not alive(run_pid)
+
+
+def test_bad_pool_and_limit_flags_exit_2(tmp_path, capsys):
+    for args, word in [(["--structures", "-1"], "--structures"), (["--run-limit", "-3"], "--run-limit"),
+                       (["--run-limit", "soon"], "--run-limit")]:
+        code, out, err = run(capsys, "soak", "--db", str(tmp_path / "soak.sqlite"), *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and word in err, (args, err)
+    assert not (tmp_path / "soak.sqlite").exists()

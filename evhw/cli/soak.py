@@ -52,7 +52,7 @@ class Choices(click.ParamType):
 @click.option("--frames", "max_frames", type=click.IntRange(2, 64), default=3, show_default=True,
               help="Most frames per run (2..N drawn).")
 @click.option("--structures", type=click.IntRange(min=0), default=DEFAULT_STRUCTURES, show_default=True,
-              help="Pool of builds: run i takes the network structure, P and simulator of entry i mod K and new "
+              help="Size K of the pool of builds: run i takes the network structure, P and simulator of entry i mod K and new "
                    "weights, biases and thresholds (one simulator build per entry with a build cache); 0: every "
                    "run its own network.")
 @click.option("--run-limit", type=click.FloatRange(min=0), default=DEFAULT_RUN_LIMIT, show_default=True, metavar="SECONDS",

@@ -51,7 +51,7 @@ class _Draw:
         self.shapes = {"input": tuple(shape)}
 
     def add(self, x, method, *args, **kw):
-        name = getattr(self.b, method)(x, *args, **kw) if method != "op" else self.b.op(*args, **kw)
+        name = getattr(self.b, method)(x, *args, **kw)
         self.shapes[name] = self.b.build(name).node(name).shape
         return name
 
