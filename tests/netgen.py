@@ -15,12 +15,11 @@ def _bn(b, rng, x, c):
     return b.batchnorm(x, rng.uniform(0.6, 1.4, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c))
 
 
-def random_cnn(seed, *, size=12, channels=1, hw=False):
+def random_cnn(seed, *, size=12, channels=1):
     """A small random CNN; the seed chooses which layer types appear, and all of them appear over 8 seeds.
 
-    ``hw=True`` draws only what hardware v1 builds (rtl_gen.plan): no dilation, no grouped conv, no
-    concat/upsample, max-pools with kernel == stride and no padding; the rest (strided and 1x3
-    kernels, every activation, residual add, avg/global pool, linear or conv readout) is kept.
+    It includes what the hardware does not build (dilated and grouped convs, concat, upsample, padded
+    max-pools); the hardware tests and ``evhw soak`` draw from :mod:`evhw.flow.netgen` instead.
     """
     rng = np.random.default_rng(seed)
     b = GraphBuilder((channels, size, size), name=f"rand{seed}")
@@ -32,14 +31,13 @@ def random_cnn(seed, *, size=12, channels=1, hw=False):
     elif kind == 1:
         x = b.conv("input", _he(rng, (c, channels, 3, 3)), rng.normal(0, .1, c), padding=1, stride=2)
     elif kind == 2:
-        x = b.conv("input", _he(rng, (c, channels, 3, 3)), rng.normal(0, .1, c), padding=2 // (1 + hw),
-                   dilation=1 if hw else 2)
+        x = b.conv("input", _he(rng, (c, channels, 3, 3)), rng.normal(0, .1, c), padding=2, dilation=2)
     else:
         x = b.conv("input", _he(rng, (c, channels, 1, 3)), rng.normal(0, .1, c), padding=(0, 1))
     x = _bn(b, rng, x, c)
     x = b.op(["relu", "relu6", "leakyrelu", "relu"][seed % 4], x, **({"alpha": 0.1} if seed % 4 == 2 else {}))
     # depthwise or grouped conv, residual add
-    groups = 1 if hw else c if seed % 2 else 2
+    groups = c if seed % 2 else 2
     y = b.conv(x, _he(rng, (c, c // groups, 3, 3)), None, padding=1, groups=groups)
     if seed % 3 == 0:
         y = b.op("leakyrelu", y, alpha=0.125)
@@ -53,18 +51,11 @@ def random_cnn(seed, *, size=12, channels=1, hw=False):
     if seed % 3 != 2:
         u = b.conv(z, _he(rng, (c, c, 1, 1)), rng.normal(0, .1, c))
         u = b.op("relu", u)
-        if hw:                                       # a plain 1x1 conv instead of the concat branch
-            z, cz = u, c
-        else:
-            up = b.op("upsample", b.op("maxpool", u, kernel=2, stride=2), scale=2) if z_even(b, z) else u
-            z = b.op("concat", z, up)
-            cz = 2 * c
+        up = b.op("upsample", b.op("maxpool", u, kernel=2, stride=2), scale=2) if z_even(b, z) else u
+        z = b.op("concat", z, up)
+        cz = 2 * c
     else:
-        if hw:
-            if z_even(b, z):
-                z = b.op("maxpool", z, kernel=2, stride=2)
-        else:
-            z = b.op("maxpool", z, kernel=3, stride=1, padding=1)
+        z = b.op("maxpool", z, kernel=3, stride=1, padding=1)
         cz = c
     if seed % 2 == 0:
         g = b.op("globalavgpool", z)

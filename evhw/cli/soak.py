@@ -18,6 +18,7 @@ from sim.limits import SIMULATORS
 
 from ..errors import MismatchError
 from ..flow.netgen import NET_KINDS
+from ..flow.soak import DEFAULT_DB, DEFAULT_RUN_LIMIT, DEFAULT_STRUCTURES
 from .console import IntList, err, out
 
 
@@ -50,22 +51,29 @@ class Choices(click.ParamType):
               help="Network kinds to draw from.")
 @click.option("--frames", "max_frames", type=click.IntRange(2, 64), default=3, show_default=True,
               help="Most frames per run (2..N drawn).")
+@click.option("--structures", type=click.IntRange(min=0), default=DEFAULT_STRUCTURES, show_default=True,
+              help="Size K of the pool of builds: run i takes the network structure, P and simulator of entry i mod K and new "
+                   "weights, biases and thresholds (one simulator build per entry with a build cache); 0: every "
+                   "run its own network.")
+@click.option("--run-limit", type=click.FloatRange(min=0), default=DEFAULT_RUN_LIMIT, show_default=True, metavar="SECONDS",
+              help="Wall-clock limit of one run: past it the run and its processes are killed and it is recorded "
+                   "as a hang (0: none).")
 @click.option("--workers", type=click.IntRange(min=1), help="Workers of the embedded cluster (default: the cores).")
 @click.option("--cluster", metavar="ADDRESS", help="An existing Dask scheduler, e.g. tcp://HOST:8786.")
-@click.option("--db", default="build/soak.sqlite", show_default=True, metavar="FILE",
+@click.option("--db", default=DEFAULT_DB, show_default=True, metavar="FILE",
               help="SQLite results; failures go to FILE's stem + '-repro/'.")
 @click.option("--replay", metavar="ID", help="Rerun the saved failing run ID here and report it.")
 @click.option("--generator", hidden=True, metavar="MODULE:FUNCTION",
               help="Replace rtl_gen.export.generate (tests inject broken designs).")
 @click.option("--threads", is_flag=True, hidden=True, help="Embedded cluster with threads, not processes (tests).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def soak(runs, seed, simulators, pes, policies, nets, max_frames, workers, cluster, db, replay, generator, threads,
-         as_json):
+def soak(runs, seed, simulators, pes, policies, nets, max_frames, structures, run_limit, workers, cluster, db, replay,
+         generator, threads, as_json):
     """Randomized verification campaign: random networks, videos, policies, P and stalls, simulated in
     parallel on Dask and checked bit for bit (every frame, every event count) against the golden model."""
     from ..flow import soak as flow
     if replay is not None:
-        res = flow.replay(replay, db)
+        res = flow.replay(replay, db, limit=run_limit)
         if as_json:
             click.echo(json.dumps(res))
         else:
@@ -79,15 +87,16 @@ def soak(runs, seed, simulators, pes, policies, nets, max_frames, workers, clust
     if generator is not None and ":" not in generator:
         raise click.BadParameter(f"expected MODULE:FUNCTION, not {generator!r}", param_hint="--generator")
     campaign = flow.Campaign(seed=seed, simulators=simulators, pes=pes, policies=policies, nets=nets,
-                             max_frames=max_frames, generator=generator)
+                             max_frames=max_frames, generator=generator, structures=structures)
     command = shlex.join(["evhw", "soak", *sys.argv[1:]]) if sys.argv[1:2] == ["soak"] else \
         shlex.join(["evhw", "soak", "--runs", str(runs), "--seed", str(seed), "--simulators", ",".join(simulators),
                     "--pes", ",".join(map(str, pes)), "--policies", ",".join(policies), "--nets", ",".join(nets),
-                    "--frames", str(max_frames), "--db", db] + (["--generator", generator] if generator else []))
+                    "--frames", str(max_frames), "--structures", str(structures), "--run-limit", f"{run_limit:g}",
+                    "--db", db] + (["--generator", generator] if generator else []))
     from .console import bar
     with bar("soak") as tick:
         res = flow.run_campaign(campaign, runs, db_path=db, workers=workers, cluster=cluster,
-                                processes=not threads, command=command,
+                                processes=not threads, command=command, limit=run_limit,
                                 progress=lambda done, total, row: tick(done, total))
     if as_json:
         click.echo(json.dumps(res))

@@ -1,7 +1,7 @@
 """Randomized robustness of EvhwTop (amaranth.sim) against the golden EventModel.
 
-Random networks (tests/netgen.py drawn with ``hw=True``: hardware-v1 features only, plus a generator
-of supported topologies), random P, random thresholds, random pixel idle cycles and output backpressure (with
+Random networks (evhw.flow.netgen, the generator ``evhw soak`` draws from: every hardware-v1 layer
+feature over the cases), random P, random thresholds, random pixel idle cycles and output backpressure (with
 long stalls), frames mixing flush / evnet / memory loss. Every frame must finish within a cycle
 budget (no hang), produce the golden output bit for bit and the golden per-tensor counts.
 """
@@ -14,53 +14,51 @@ from amaranth.sim import Simulator
 from evhw.convert import convert
 from evhw.errors import AccumulatorOverflowError
 from evhw.golden import EventModel, Policy, dense_forward
-from evhw.ir import GraphBuilder
+from evhw.flow.netgen import NET_KINDS, random_hw_graph
 from rtl_gen.errors import UnsupportedHardwareError
 from rtl_gen.gateware.top import EvhwTop
 from rtl_gen.plan import HwPlan
-from tests.netgen import random_cnn, random_mlp
 
-NETGEN_SEEDS = [("mlp", s) for s in range(3)] + [("cnn", s) for s in range(4)]
-OWN_SEEDS = list(range(8))
-
-
-def random_supported(seed):
-    """A small random topology of the v1 feature set: conv k1/k3 (stride 1/2), max-pool, residual, readout."""
-    rng = np.random.default_rng(seed)
-    cin = int(rng.integers(1, 3))
-    size = int(rng.choice([4, 6, 8]))
-    b = GraphBuilder((cin, size, size), name=f"gen{seed}")
-    c = int(rng.integers(1, 6))
-    k = int(rng.choice([1, 3]))
-    s = int(rng.choice([1, 2]))
-    x = b.conv("input", rng.normal(0, .6, (c, cin, k, k)), rng.normal(0, .2, c), padding=k // 2, stride=s)
-    act = str(rng.choice(["relu", "relu6", "leakyrelu"]))
-    x = b.op(act, x, **({"alpha": 0.1} if act == "leakyrelu" else {}))
-    hw = -(-size // s) if k == 3 else (size - 1) // s + 1
-    if hw % 2 == 0 and rng.random() < 0.5:
-        x = b.op("maxpool", x, kernel=2, stride=2)
-        hw //= 2
-    if rng.random() < 0.6:                                   # residual block
-        y = b.conv(x, rng.normal(0, .4, (c, c, 3, 3)), rng.normal(0, .1, c) if rng.random() < .5 else None,
-                   padding=1)
-        if rng.random() < 0.5:
-            y = b.op("relu", y)
-        x = b.op("relu", b.op("add", x, y))
-    if rng.random() < 0.5:
-        c2 = int(rng.integers(1, 5))
-        b.linear(b.op("flatten", b.op("globalavgpool", x)), rng.normal(0, .6, (c2, c)), rng.normal(0, .1, c2))
-    else:
-        k2 = int(rng.choice([1, 3]))
-        c2 = int(rng.integers(1, 4))
-        b.conv(x, rng.normal(0, .5, (c2, c, k2, k2)), rng.normal(0, .1, c2), padding=k2 // 2)
-    return convert(b.build(), rng.integers(0, 256, (6, cin, size, size)))
+#: the simulated cases: (kind, seed) of evhw.flow.netgen; together they hold every layer feature of
+#: FEATURES (test_cases_cover_the_hardware_features)
+CASES = [("cnn", s) for s in (*range(8), 18)] + [("mlp", s) for s in range(3)] + [("linear", s) for s in range(3)]
+FEATURES = {"conv", "linear", "batchnorm", "affine", "maxpool", "avgpool", "globalavgpool", "add", "flatten",
+            "act:none", "act:relu", "act:relu6", "act:leaky", "term:conv", "term:linear", "term:sumpool",
+            "term:scale", "k1x1", "k3x3", "k1x3", "k3x1", "strided", "unpadded", "nobias", "two max-pools",
+            "padded sumpool", "stride-1 sumpool", "image input", "flat input"}
 
 
 @functools.lru_cache(maxsize=None)
-def netgen_qnet(kind, seed):
-    g = random_mlp(seed) if kind == "mlp" else random_cnn(seed, size=8, hw=True)
+def case(kind, seed):
+    """(float graph, QNet) of a case, converted on random calibration frames."""
+    g = random_hw_graph(seed, kind)
     shape = g.input.attrs["shape"]
-    return convert(g, np.random.default_rng(seed).integers(0, 256, (6, *shape)))
+    return g, convert(g, np.random.default_rng(seed).integers(0, 256, (6, *shape)))
+
+
+def features(g, q):
+    """What a network exercises: its IR ops, its layers' activations and terms, conv and pool variants."""
+    f = {n.op for n in g.nodes} - {"input"}
+    f.add("image input" if len(q.input.shape) == 3 else "flat input")
+    f |= {"nobias" for n in g.nodes if n.op in ("conv", "linear") and "bias" not in n.params}
+    for l in q.layers():
+        f.add("act:" + l.act)
+        if len(l.pools) > 1:
+            f.add("two max-pools")
+        for t in l.terms:
+            a = t.attrs
+            f.add("term:" + t.kind)
+            if t.kind == "conv":
+                k = tuple(t.weight.shape[2:])
+                f.add(f"k{k[0]}x{k[1]}")
+                if max(a["stride"]) > 1:
+                    f.add("strided")
+                if k != (1, 1) and not any(a["pads"]):
+                    f.add("unpadded")
+            if t.kind == "sumpool":
+                f |= {"padded sumpool"} if any(a["pads"]) else set()
+                f |= {"stride-1 sumpool"} if max(a["stride"]) == 1 else set()
+    return f
 
 
 def _frames(rng, shape, n):
@@ -224,28 +222,22 @@ def _case_seed(*key):
     return int(np.random.default_rng(list(key)).integers(2**31))
 
 
-@pytest.mark.parametrize("kind, seed", NETGEN_SEEDS)
-def test_netgen_networks(kind, seed):
-    q = netgen_qnet(kind, seed)            # hw=True: the plan must accept it (never skipped)
-    s = _case_seed(1, seed, kind == "mlp")
+@pytest.mark.parametrize("kind, seed", CASES)
+def test_random_networks(kind, seed):
+    g, q = case(kind, seed)                # the plan must accept it (never skipped)
+    s = _case_seed(1, seed, NET_KINDS.index(kind))
     P = int(np.random.default_rng(s).integers(1, 5))
-    assert run_random(q, P, s, 3) > 0, f"seed={s}: no events at all"
+    assert run_random(q, P, s, 4) > 0, f"seed={s}: no events at all"
 
 
-def test_netgen_all_supported():
-    refused = []
-    for kind, seed in NETGEN_SEEDS:
+def test_cases_are_supported_and_cover_the_hardware_features():
+    refused, seen = [], set()
+    for kind, seed in CASES:
+        g, q = case(kind, seed)
+        seen |= features(g, q)
         try:
-            HwPlan.from_qnet(netgen_qnet(kind, seed), pes=2)
+            HwPlan.from_qnet(q, pes=2)
         except UnsupportedHardwareError as e:
             refused.append(f"{kind}{seed}: {e}")
     assert not refused, refused
-    assert sum(kind == "cnn" for kind, _ in NETGEN_SEEDS) >= 4
-
-
-@pytest.mark.parametrize("seed", OWN_SEEDS)
-def test_random_supported_networks(seed):
-    q = random_supported(seed)
-    s = _case_seed(2, seed)
-    P = int(np.random.default_rng(s).integers(1, 5))
-    run_random(q, P, s, 4)
+    assert FEATURES - seen == set()
