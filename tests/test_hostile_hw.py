@@ -105,7 +105,7 @@ def test_sigterm_during_simulation_kills_the_simulator(mlp_build, require_simula
     pids, sessions = watch_until(proc, lambda cmds: any("vvp" in c for c in cmds), timeout=120)
     time.sleep(0.5)                                   # the simulator is running frames
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
+    proc.wait(timeout=30)          # prompt, with room for a loaded machine
     assert_all_gone(pids, sessions)
     assert not (build / "runs" / "icarus" / "results.json").exists()
 
@@ -118,7 +118,7 @@ def test_sigint_during_the_cxx_compile_kills_the_compiler(mlp_build, require_sim
     pids, sessions = watch_until(proc, lambda cmds: any(any(k in f" {c}" for k in compiling) for c in cmds),
                                  timeout=120)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=10)
+    proc.wait(timeout=30)          # prompt, with room for a loaded machine
     assert_all_gone(pids, sessions)
 
 
