@@ -107,7 +107,7 @@ def _build_args(simulator, threads=1):
         # --threads N: a multithreaded model (N > 1 helps only with free cores). -Wno-fatal: the
         # warnings of Yosys's Verilog output (WIDTH) do not stop the build. --no-public-flat-rw
         # undoes the runner's --public-flat-rw, which keeps every signal of the design as is
-        # (twice the C++, slower code); the control file (PUBLIC_VLT) makes the top module's
+        # (twice the C++, slower code); the control file (_public_vlt) makes the top module's
         # signals (the testbench harness's ports, sim/tbwrap.py) public again; with every signal
         # public, Verilator re-evaluates all combinational logic on each clock edge (3-4x slower).
         return ["-Wno-fatal", "--no-public-flat-rw"] + (["--threads", str(threads)] if threads > 1 else [])
@@ -119,11 +119,14 @@ def _build_args(simulator, threads=1):
     return ["-g2005"]
 
 
-#: Verilator control file: the module whose signals cocotb sees (the toplevel: the testbench
-#: harness ``evhw_tb`` of sim/tbwrap.py, or a design run directly).
-PUBLIC_VLT = """`verilator_config
-public_flat_rw -module "{top}" -var "*"
-"""
+#: Verilator control file: the signals cocotb sees. For the testbench harness (``evhw_tb`` of
+#: sim/tbwrap.py) only its ports: a public writable signal counts as an input that may change at
+#: any time, so every combinational path it feeds (the harness's registers drive all of the
+#: design's inputs) would be re-evaluated on every evaluation of the model (2-3x slower).
+def _public_vlt(toplevel):
+    from .tbwrap import TB_PORTS, TB_TOP
+    names = TB_PORTS if toplevel == TB_TOP else ("*",)
+    return "`verilator_config\n" + "".join(f'public_flat_rw -module "{toplevel}" -var "{v}"\n' for v in names)
 
 
 def _cxx_opt():
@@ -185,7 +188,7 @@ def _fingerprint(sources, simulator, waves=False, toplevel="evhw_top", threads=1
         h.update(Path(s).read_bytes())
     verilator = simulator == "verilator"
     h.update(json.dumps([simulator, toplevel, _build_args(simulator, threads), TIMESCALE, bool(waves),
-                         [_cxx_opt(), OPT_SLOW, PUBLIC_VLT] if verilator else None,
+                         [_cxx_opt(), OPT_SLOW, _public_vlt(toplevel)] if verilator else None,
                          _tool_versions(simulator)]).encode())
     return h.hexdigest()
 
@@ -321,7 +324,7 @@ def _compile(sim_dir, sources, simulator, toplevel, waves, threads, fp, log, bui
         opt = _cxx_opt()
         env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={opt} OPT_SLOW={OPT_SLOW} OPT_GLOBAL={opt}".strip()
         vlt = sim_dir / "evhw_public.vlt"
-        vlt.write_text(PUBLIC_VLT.format(top=toplevel))
+        vlt.write_text(_public_vlt(toplevel))
         args.append(str(vlt))
     t0 = time.time()
     code, message = _cocotb_step("build", simulator, env, sim_dir, dict(

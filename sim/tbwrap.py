@@ -31,6 +31,9 @@ import os
 from pathlib import Path
 
 TB_TOP = "evhw_tb"
+#: the harness's ports (the only signals of the simulation that cocotb reads or writes)
+TB_PORTS = ("clk", "go", "op", "flush", "memloss", "seed_src", "seed_snk", "idle_th", "stall_th", "deadline",
+            "done", "status", "sent", "got", "cycles", "now", "busy")
 WRAPPER_FILE = "evhw_tb.v"
 PIX_FILE, CFG_FILE, OUT_FILE, STAT_FILE = "tb_pix.hex", "tb_cfg.hex", "tb_out.hex", "tb_stat.hex"
 OP_RESET, OP_CFG, OP_FRAME = 1, 2, 3
