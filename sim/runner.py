@@ -36,13 +36,15 @@ from pathlib import Path
 
 from .job import ResultsError, new_run_id, read_results
 from .limits import SIMULATORS
+from .tbwrap import CLOCK_NS  # noqa: F401  (the testbenches' clock period: generated inside the harness)
 from rtl_gen.procs import run_group
 
 TIMESCALE = ("1ns", "1ps")
-CLOCK_NS = 10                      # the testbenches' clock period
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
 MAX_THREADS = 64                   # Verilator model threads
 OPT_SLOW = "-O0"                   # Verilator code that runs once (see _cxx_opt)
+#: --timing (the harness's clock) needs C++20 coroutines; the wheel's verilated.mk leaves these empty
+TIMING_FIX = "CFG_CXXFLAGS_STD=-std=gnu++20 CFG_CXXFLAGS_COROUTINES=-fcoroutines"
 
 
 class SimError(RuntimeError):
@@ -110,7 +112,8 @@ def _build_args(simulator, threads=1):
         # (twice the C++, slower code); the control file (_public_vlt) makes the top module's
         # signals (the testbench harness's ports, sim/tbwrap.py) public again; with every signal
         # public, Verilator re-evaluates all combinational logic on each clock edge (3-4x slower).
-        return ["-Wno-fatal", "--no-public-flat-rw"] + (["--threads", str(threads)] if threads > 1 else [])
+        # --timing: the harness generates its clock with a delay (sim/tbwrap.py).
+        return ["-Wno-fatal", "--no-public-flat-rw", "--timing"] + (["--threads", str(threads)] if threads > 1 else [])
     # cocotb's runner compiles with -g2012, under which Icarus runs declaration initializers
     # before any process starts: Yosys's time-0 trigger (`reg \$auto$verilog_backend...$1 = 0;`
     # read by every `always @*`) then fires no event, and a combinational block whose inputs keep
@@ -119,14 +122,17 @@ def _build_args(simulator, threads=1):
     return ["-g2005"]
 
 
-#: Verilator control file: the signals cocotb sees. For the testbench harness (``evhw_tb`` of
-#: sim/tbwrap.py) only its ports: a public writable signal counts as an input that may change at
-#: any time, so every combinational path it feeds (the harness's registers drive all of the
-#: design's inputs) would be re-evaluated on every evaluation of the model (2-3x slower).
 def _public_vlt(toplevel):
-    from .tbwrap import TB_PORTS, TB_TOP
-    names = TB_PORTS if toplevel == TB_TOP else ("*",)
-    return "`verilator_config\n" + "".join(f'public_flat_rw -module "{toplevel}" -var "{v}"\n' for v in names)
+    """Verilator control file: the signals cocotb sees. For the testbench harness (``evhw_tb`` of
+    sim/tbwrap.py) only its ports, inputs writable and outputs read-only: a signal writable through
+    VPI counts as an input that may change at any time, so every combinational path it feeds (the
+    harness's registers feed all of the design's inputs) would be re-evaluated on every evaluation
+    of the model (1.6x slower). A design run directly: all of its top module's signals."""
+    from .tbwrap import TB_INPUTS, TB_OUTPUTS, TB_TOP
+    if toplevel != TB_TOP:
+        return f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
+    return "`verilator_config\n" + "".join(f'public_flat_{mode} -module "{toplevel}" -var "{v}"\n'
+                                            for mode, names in (("rw", TB_INPUTS), ("rd", TB_OUTPUTS)) for v in names)
 
 
 def _cxx_opt():
@@ -188,7 +194,7 @@ def _fingerprint(sources, simulator, waves=False, toplevel="evhw_top", threads=1
         h.update(Path(s).read_bytes())
     verilator = simulator == "verilator"
     h.update(json.dumps([simulator, toplevel, _build_args(simulator, threads), TIMESCALE, bool(waves),
-                         [_cxx_opt(), OPT_SLOW, _public_vlt(toplevel)] if verilator else None,
+                         [_cxx_opt(), OPT_SLOW, TIMING_FIX, _public_vlt(toplevel)] if verilator else None,
                          _tool_versions(simulator)]).encode())
     return h.hexdigest()
 
@@ -322,7 +328,8 @@ def _compile(sim_dir, sources, simulator, toplevel, waves, threads, fp, log, bui
     env = toolchain_env(dict(os.environ))
     if simulator == "verilator":            # MAKEFLAGS variables act as make command-line overrides
         opt = _cxx_opt()
-        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={opt} OPT_SLOW={OPT_SLOW} OPT_GLOBAL={opt}".strip()
+        env["MAKEFLAGS"] = (f"{env.get('MAKEFLAGS', '')} OPT_FAST={opt} OPT_SLOW={OPT_SLOW} OPT_GLOBAL={opt} "
+                            f"{TIMING_FIX}").strip()
         vlt = sim_dir / "evhw_public.vlt"
         vlt.write_text(_public_vlt(toplevel))
         args.append(str(vlt))

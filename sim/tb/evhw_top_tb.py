@@ -31,7 +31,6 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
@@ -41,7 +40,7 @@ from sim import tbwrap as W
 from sim.job import SimJob, write_results
 from sim.scoreboard import Scoreboard, expected_frames
 
-CLOCK_NS = 10
+CLOCK_NS = W.CLOCK_NS
 TIMEOUT_MS = float(os.environ.get("EVHW_TIMEOUT_MS", "20"))
 TIMEOUT_US = max(1, math.ceil(TIMEOUT_MS * 1000))     # an integer: cocotb refuses times finer than the precision
 DEADLINE = max(1, int(TIMEOUT_MS * 1e6 / CLOCK_NS))    # the harness's cycle limit (same time as TIMEOUT_MS)
@@ -100,8 +99,7 @@ class TB:
         dut.seed_snk.value = 1
         dut.idle_th.value = _fixed(idle)
         dut.stall_th.value = _fixed(stall)
-        dut.deadline.value = DEADLINE
-        Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
+        dut.deadline.value = DEADLINE             # the clock runs inside the harness
 
     async def settle(self):
         """Two clock edges with the inputs driven (at time 0 they may still be undriven)."""
