@@ -71,3 +71,24 @@ def summary(**kw):
 ])
 def test_classify(kw, status):
     assert classify(summary(**kw))[0] == status
+
+
+def test_the_recorded_command_is_the_one_typed(monkeypatch, tmp_path):
+    """Reproducers quote the campaign command; typed as `evhw soak ...` it is recorded word for word."""
+    from click.testing import CliRunner
+    import sys
+    import evhw.flow.soak as flow_soak
+    seen = {}
+
+    def fake(campaign, runs, **kw):
+        seen["command"] = kw["command"]
+        return {"campaign": "k", "runs": 0, "resumed": 0, "ok": 0, "mismatches": 0, "hangs": 0, "errors": 0,
+                "seconds": 0.0, "db": kw["db_path"], "failures": []}
+
+    monkeypatch.setattr(flow_soak, "run_campaign", fake)
+    db = str(tmp_path / "s.sqlite")
+    args = ["soak", "--runs", "3", "--seed", "5", "--db", db, "--json"]
+    monkeypatch.setattr(sys, "argv", ["/x/evhw/cli/__main__.py", *args])
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert seen["command"] == f"evhw soak --runs 3 --seed 5 --db {db} --json"

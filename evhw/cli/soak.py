@@ -88,7 +88,7 @@ def soak(runs, seed, simulators, pes, policies, nets, max_frames, structures, ru
         raise click.BadParameter(f"expected MODULE:FUNCTION, not {generator!r}", param_hint="--generator")
     campaign = flow.Campaign(seed=seed, simulators=simulators, pes=pes, policies=policies, nets=nets,
                              max_frames=max_frames, generator=generator, structures=structures)
-    command = shlex.join(["evhw", "soak", *sys.argv[1:]]) if sys.argv[1:2] == ["soak"] else \
+    command = shlex.join(["evhw", *sys.argv[1:]]) if sys.argv[1:2] == ["soak"] else \
         shlex.join(["evhw", "soak", "--runs", str(runs), "--seed", str(seed), "--simulators", ",".join(simulators),
                     "--pes", ",".join(map(str, pes)), "--policies", ",".join(policies), "--nets", ",".join(nets),
                     "--frames", str(max_frames), "--structures", str(structures), "--run-limit", f"{run_limit:g}",
