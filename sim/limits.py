@@ -4,3 +4,5 @@
 SIMULATORS = ("verilator", "icarus")
 #: Largest pixel-idle / output-stall probability (a run must still finish).
 MAX_STALL = 0.95
+#: Most threads of a Verilator model (``--threads``; ``EVHW_VERILATOR_THREADS``).
+MAX_THREADS = 64

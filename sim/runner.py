@@ -36,13 +36,12 @@ import time
 from pathlib import Path
 
 from .job import ResultsError, new_run_id, read_results
-from .limits import SIMULATORS
+from .limits import MAX_THREADS, SIMULATORS
 from .tbwrap import CLOCK_NS  # noqa: F401  (the testbenches' clock period: generated inside the harness)
 from rtl_gen.procs import run_group
 
 TIMESCALE = ("1ns", "1ps")
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
-MAX_THREADS = 64                   # Verilator model threads
 OPT_SLOW = "-O0"                   # Verilator code that runs once (see _cxx_opt)
 #: --timing (the harness's clock) needs C++20 coroutines; the wheel's verilated.mk leaves these empty
 TIMING_FIX = "CFG_CXXFLAGS_STD=-std=gnu++20 CFG_CXXFLAGS_COROUTINES=-fcoroutines"

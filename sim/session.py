@@ -38,13 +38,14 @@ def timeout_ms(q, n_frames, *, pes=1, idle=0.0, stall=0.0):
 
 def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_every=None, simulator="verilator",
              seed=0, stall=0.0, idle=None, corrupt=None, keep=20, assert_exact=False, run_dir=None, timeout=None,
-             sequences=1, waves=False, extra=None):
+             sequences=1, waves=False, extra=None, threads=None):
     """Run ``frames`` (uint8, (T,) + input shape) through the build's ``evhw_top`` under ``policy``.
 
     ``thresholds``: integer ``{gate: per-channel}`` (default ``q.thresholds``); ``stall``: probability
     of an output backpressure cycle (and of a pixel idle cycle unless ``idle`` is given);
     ``corrupt``: a list of ``Scoreboard.corrupt`` keyword dicts (negative tests); ``sequences``: run
-    the frames that many times, with ``rst`` (and a flush frame) in between. Returns the summary
+    the frames that many times, with ``rst`` (and a flush frame) in between; ``threads``: Verilator
+    model threads (:func:`sim.runner.verilator_threads`). Returns the summary
     dict (see :func:`summarize`); ``assert_exact`` makes a mismatch fail the cocotb test as well.
     """
     if len(frames) == 0 or sequences < 1:
@@ -70,7 +71,7 @@ def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_eve
         timeout = timeout_ms(q, len(frames) * sequences, pes=pes, idle=idle, stall=stall)
     res = run_cocotb(build_dir, TB_MODULE, simulator=simulator, env={"EVHW_JOB": run_dir / "job.json", **(extra or {})},
                      seed=seed, timeout=timeout, run_dir=run_dir, waves=waves, run_id=job.run_id, results=job.results,
-                     toplevel=TB_TOP)
+                     toplevel=TB_TOP, threads=threads)
     return summarize(res, manifest, policy=policy, n_frames=len(frames) * sequences)
 
 

@@ -46,7 +46,8 @@ def test_bench_sim_json(capsys, tmp_path, saved_mlp, require_simulator):
 
 
 @pytest.mark.parametrize("args", [["--pes", "0"], ["--pes", "99"], ["--frames", "0"], ["--simulator", "modelsim"],
-                                  ["--threshold", "nan"], ["--pes", "a"]])
+                                  ["--threshold", "nan"], ["--pes", "a"], ["--threads", "0"], ["--threads", "65"],
+                                  ["--threads", "two"]])
 def test_bench_sim_bad_flags(capsys, tmp_path, args):
     code, out, err = run(capsys, "bench", "sim", "-o", str(tmp_path / "b"), *args)
     assert code == 2
@@ -60,3 +61,15 @@ def test_bench_sim_unknown_model(capsys, tmp_path):
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "no-such-net" in lines[0], err
+
+
+def test_bench_sim_verilator_threads(capsys, tmp_path, saved_mlp, require_simulator):
+    """A two-thread Verilator model (``--threads 2``) is built as one and simulates bit-exact."""
+    require_simulator("verilator")
+    code, out, err = run(capsys, "bench", "sim", "--model", str(saved_mlp), "--pes", "2", "--simulator", "verilator",
+                         "--frames", "3", "--threads", "2", "--json", "-o", str(tmp_path / "b"))
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["threads"] == 2 and res["bit_exact"]
+    [model] = list((tmp_path / "b").rglob("Vtop.cpp"))                  # Verilator's generated model
+    assert "unsigned Vtop::threads() const { return 2; }" in model.read_text()

@@ -7,7 +7,7 @@ import click
 from rich.table import Table
 
 from rtl_gen.limits import MAX_PES
-from sim.limits import SIMULATORS
+from sim.limits import MAX_THREADS, SIMULATORS
 
 from ..data.clip import MAX_FRAMES
 from ..flow.bench import (HW_BUILD_ROOT, HW_DENSE_PES, HW_FRAMES, HW_MODEL, HW_PES, SIM_BUILD_ROOT, SIM_FRAMES,
@@ -93,11 +93,12 @@ def hw(model, video, n_frames, p_list, dense_pes, threshold, simulator, output, 
 @click.option("--video", help="Frames (default: the model's default video).")
 @click.option("--threshold", type=THRESHOLD, help="Gate threshold h (default: the model's operating point).")
 @click.option("-o", "--output", default=SIM_BUILD_ROOT, show_default=True, help="Build folder root.")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Verilator model threads (default: $EVHW_VERILATOR_THREADS or 1).")
 @click.option("--json", "as_json", is_flag=True)
-def sim(model, pes, simulator, n_frames, video, threshold, output, as_json):
+def sim(model, pes, simulator, n_frames, video, threshold, output, threads, as_json):
     """Compile seconds, simulated cycles/s and frames/s of the cocotb testbench (frames checked bit-exact)."""
     from ..flow.bench import bench_sim
-    res = bench_sim(model, pes=pes, simulator=simulator, frames=n_frames, video=video, threshold=threshold,
+    res = bench_sim(model, pes=pes, simulator=simulator, frames=n_frames, video=video, threshold=threshold, threads=threads,
                     build_root=output, log=err.print)
     if as_json:
         click.echo(json.dumps(res))

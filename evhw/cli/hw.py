@@ -18,7 +18,7 @@ import click
 from rich.table import Table
 
 from rtl_gen.limits import HW_POLICIES, MAX_PES
-from sim.limits import MAX_STALL, SIMULATORS
+from sim.limits import MAX_STALL, MAX_THREADS, SIMULATORS
 
 from .console import err, jsonable, out, status
 
@@ -61,9 +61,10 @@ def generate(net, pes, output, threshold, as_json):
 @click.option("--seed", default=0, show_default=True, help="Random seed of the stalls.")
 @click.option("--stall", type=click.FloatRange(0, MAX_STALL), default=0.0, show_default=True, callback=_finite,
               help="Probability of a pixel idle cycle and of an output backpressure cycle.")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Verilator model threads (default: $EVHW_VERILATOR_THREADS or 1).")
 @click.option("--waves", is_flag=True, help="Record a waveform trace (path printed; a separate cached build).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def sim(build, video, n_frames, simulator, policy, threshold, reset_every, seed, stall, waves, as_json):
+def sim(build, video, n_frames, simulator, policy, threshold, reset_every, seed, stall, threads, waves, as_json):
     """Simulate BUILD/ (from `evhw generate`) on FRAMES and check it bit for bit against the golden model.
 
     Ideal cycles of a frame = its synaptic updates / P: per layer, event frames count the golden
@@ -72,7 +73,7 @@ def sim(build, video, n_frames, simulator, policy, threshold, reset_every, seed,
     from ..flow.simulate import simulate_build
     res = simulate_build(build, video=video, n_frames=n_frames, simulator=simulator, policy=policy,
                          threshold=threshold, reset_every=reset_every, seed=seed, stall=stall, waves=waves,
-                         status=status)
+                         status=status, threads=threads)
     if as_json:
         click.echo(json.dumps(res, default=jsonable))
     else:

@@ -140,7 +140,7 @@ SIM_MODEL, SIM_PES, SIM_FRAMES, SIM_BUILD_ROOT = zoo.DEFAULT_MODEL, 4, 3, "build
 
 
 def bench_sim(model=SIM_MODEL, *, pes=SIM_PES, simulator="verilator", frames=SIM_FRAMES, video=None, threshold=None,
-              build_root=SIM_BUILD_ROOT, log=print) -> dict:
+              build_root=SIM_BUILD_ROOT, log=print, threads=None) -> dict:
     """Compile and simulation speed of the cocotb testbench: generate ``model`` (a bundled model name
     or a ``.evnet`` file) at ``pes``, compile it for ``simulator``, run ``frames`` frames of its
     default video (evnet, the model's operating threshold; a ``.evnet`` keeps its stored thresholds)
@@ -153,6 +153,7 @@ def bench_sim(model=SIM_MODEL, *, pes=SIM_PES, simulator="verilator", frames=SIM
     ``sim_cpu_seconds`` its CPU time (on a shared machine the fairer figure)."""
     from rtl_gen.builddir import BuildDir
     from sim.runner import build as sim_build
+    from sim.runner import verilator_threads
     from sim.session import simulate
     from sim.tbwrap import TB_TOP
 
@@ -171,7 +172,7 @@ def bench_sim(model=SIM_MODEL, *, pes=SIM_PES, simulator="verilator", frames=SIM
     clip = clip_for(source, q.input.shape, frames)
     log(f"compiling for {simulator}")
     t0 = time.time()
-    sim_dir = sim_build(bdir, simulator=simulator, toplevel=TB_TOP)
+    sim_dir = sim_build(bdir, simulator=simulator, toplevel=TB_TOP, threads=threads)
     compile_seconds = time.time() - t0
     stamp = Path(sim_dir) / "build_seconds"
     cached = not (stamp.exists() and stamp.stat().st_mtime >= t0 - 1)
@@ -182,7 +183,7 @@ def bench_sim(model=SIM_MODEL, *, pes=SIM_PES, simulator="verilator", frames=SIM
             compile_seconds = None
     log(f"simulating {len(clip.frames)} frames")
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    s = simulate(bdir, q, clip.frames, policy="evnet", simulator=simulator, seed=1)
+    s = simulate(bdir, q, clip.frames, policy="evnet", simulator=simulator, seed=1, threads=threads)
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     sim_cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)   # the simulator and its worker
     if not s["bit_exact"]:
@@ -194,7 +195,8 @@ def bench_sim(model=SIM_MODEL, *, pes=SIM_PES, simulator="verilator", frames=SIM
     return {"model": str(model), "video": source, "threshold": threshold, "pes": pes, "simulator": simulator,
             "frames": n, "generate_seconds": round(generate_seconds, 2),
             "compile_seconds": None if compile_seconds is None else round(compile_seconds, 2),
-            "compile_cached": cached, "sim_seconds": sim_seconds, "cycles": cycles,
+            "compile_cached": cached, "threads": verilator_threads(threads) if simulator == "verilator" else None,
+            "sim_seconds": sim_seconds, "cycles": cycles,
             "cycles_per_second": cycles / sim_seconds, "frames_per_second": n / sim_seconds,
             "sim_cpu_seconds": round(sim_cpu, 2), "cycles_per_cpu_second": cycles / sim_cpu if sim_cpu > 0 else None,
             "bit_exact": True, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "

@@ -16,7 +16,7 @@ from .network import apply_thresholds, clip_for
 
 
 def simulate_build(build, *, video=None, n_frames=4, simulator="verilator", policy="evnet", threshold=None,
-                   reset_every=None, seed=0, stall=0.0, waves=False, status=None) -> dict:
+                   reset_every=None, seed=0, stall=0.0, waves=False, status=None, threads=None) -> dict:
     """Run ``n_frames`` of ``video`` (default: the model's default video) through BUILD/ in cocotb and
     compare every frame with the golden model. ``status(message)`` may return a context manager that is
     held while the simulator runs. Returns the dict behind ``evhw sim --json``."""
@@ -40,7 +40,7 @@ def simulate_build(build, *, video=None, n_frames=4, simulator="verilator", poli
     with (status or (lambda msg: nullcontext()))(f"simulating {len(clip)} frames on {simulator}"):
         try:
             res = simulate(bdir, q, clip.frames, policy=policy, thresholds=th, reset_every=reset_every,
-                           simulator=simulator, seed=seed, stall=stall, waves=waves)
+                           simulator=simulator, seed=seed, stall=stall, waves=waves, threads=threads)
         except SimError as e:
             raise EvhwError(str(e)) from None
     res["threshold"] = q.default_threshold
