@@ -118,7 +118,14 @@ def test_sigint_during_the_cxx_compile_kills_the_compiler(mlp_build, require_sim
     pids, sessions = watch_until(proc, lambda cmds: any(any(k in f" {c}" for k in compiling) for c in cmds),
                                  timeout=120)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)          # prompt, with room for a loaded machine
+    try:
+        proc.wait(timeout=30)          # prompt, with room for a loaded machine
+    except subprocess.TimeoutExpired:  # say what was still running and what the CLI printed
+        procs = processes()
+        alive_now = [procs[p][3] for p in descendants(proc.pid, procs) if p in procs]
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"evhw sim still running 30 s after SIGINT; descendants {alive_now}; stderr {err[-2000:]!r}")
     assert_all_gone(pids, sessions)
 
 
