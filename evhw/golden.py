@@ -661,16 +661,7 @@ class EventModel:
                 deltas[s.name] = view_apply(s, [deltas[n] for n in s.srcs])
                 continue
             c = counts[s.name] = LayerCount()
-            acc = self.a[s.name]
-            touched = np.zeros(s.acc_shape, bool)
-            for i, term in enumerate(s.terms):
-                dlt = deltas[term.src]
-                active = dlt != 0
-                if not active.any():
-                    continue
-                acc += term_delta(term, dlt)
-                touched |= term_touched(term, active)
-                self._count_term(s, i, c, int(self.full_costs[(s.name, i)][active.reshape(-1)].sum()))
+            acc, touched = self._accumulate_literal(s, deltas, c)
             self._after_accumulate(s, acc, c, int(touched.sum()))
             v = apply_pools(s, value_pre_pool(s, acc))
             if s.gated:
@@ -742,8 +733,9 @@ class EventModel:
             values[s.name] = self.b[s.name]                                   # = the layer's values
         return values
 
-    def _layer_flat(self, s: QLayer, deltas, zero_th, c, values):
-        """A 1-D layer on the event path: whole (small) tensors, gate on the touched elements."""
+    def _accumulate_literal(self, s: QLayer, deltas, c):
+        """Apply every term's delta to ``s``'s whole accumulator and count it; returns the
+        accumulator and the mask of accumulator elements a non-zero delta reached."""
         acc = self.a[s.name]
         touched = np.zeros(s.acc_shape, bool)
         for i, term in enumerate(s.terms):
@@ -754,6 +746,11 @@ class EventModel:
             acc += term_delta(term, dlt)
             touched |= term_touched(term, active)
             self._count_term(s, i, c, int(self.full_costs[(s.name, i)][active.reshape(-1)].sum()))
+        return acc, touched
+
+    def _layer_flat(self, s: QLayer, deltas, zero_th, c, values):
+        """A 1-D layer on the event path: whole (small) tensors, gate on the touched elements."""
+        acc, touched = self._accumulate_literal(s, deltas, c)
         self._after_accumulate(s, acc, c, int(np.count_nonzero(touched)))
         v = apply_pools(s, value_pre_pool(s, acc))
         if s.gated:

