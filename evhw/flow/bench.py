@@ -39,11 +39,8 @@ def _best_of(fn, repeats=3):
 
 
 def _blas_threads(n):
-    """A context running BLAS on ``n`` threads (threadpoolctl, if installed), and the count it sets."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:                     # not a dependency: then BLAS keeps its own default
-        return contextlib.nullcontext(), None
+    """A context running BLAS on ``n`` threads (threadpoolctl), and the count it sets."""
+    from threadpoolctl import threadpool_limits
     return threadpool_limits(n, user_api="blas"), n
 
 
