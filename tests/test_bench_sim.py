@@ -81,3 +81,14 @@ def test_bench_sim_verilator_threads(capsys, tmp_path, saved_mlp, require_simula
     [log] = list((tmp_path / "b").rglob("build.log"))
     compiles = [ln for ln in log.read_text().splitlines() if " -c " in ln and " -o " in ln]
     assert compiles and all(ln.startswith(f"{cc} ") for ln in compiles), compiles[:2]
+
+
+def test_ccache_is_left_out_when_its_cache_cannot_be_written(tmp_path, monkeypatch):
+    """ccache fails every compile when its cache folder cannot be made: then builds go without it."""
+    from sim.runner import ccache
+    assert ccache() is not None                                   # the [sim] extra installs it
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    assert ccache() is None
+    monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "cache"))
+    assert ccache() is not None and (tmp_path / "cache").is_dir()
