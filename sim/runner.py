@@ -37,7 +37,6 @@ from pathlib import Path
 
 from .job import ResultsError, new_run_id, read_results
 from .limits import MAX_THREADS, SIMULATORS
-from .tbwrap import CLOCK_NS  # noqa: F401  (the testbenches' clock period: generated inside the harness)
 from rtl_gen.procs import run_group
 
 TIMESCALE = ("1ns", "1ps")

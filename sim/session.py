@@ -15,8 +15,8 @@ from rtl_gen.builddir import BuildDir
 
 from .job import Corruption, SimJob, new_run_id
 from .limits import MAX_STALL
-from .runner import CLOCK_NS, SimError, run_cocotb
-from .tbwrap import TB_TOP
+from .runner import SimError, run_cocotb
+from .tbwrap import CLOCK_NS, TB_TOP
 
 TB_MODULE = "sim.tb.evhw_top_tb"
 
