@@ -5,12 +5,17 @@
   with the frame barrier, under the ``evnet`` / ``skipconv`` / ``rrm`` / ``dense`` policies, at
   neuron or chunk granularity, with EvNet-paper op counters.
 
-NumPy only, vectorized over tensors, int64 throughout (the converter proves the accumulator bound,
-and the event model checks it every frame; float products only where a bound proves them exact).
+NumPy, vectorized over tensors, int64 throughout (the converter proves the accumulator bound, and
+the event model checks it every frame; float products only where a bound proves them exact). The
+event frame's inner loops also exist compiled (:mod:`golden_kernels`, numba): same integers, faster.
 Semantics: docs/semantics.md.
 """
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +26,18 @@ from .floatmodel import host_op
 from .qnet import QLayer, QNet, QTensor, QView, Term
 
 POLICIES = ("evnet", "skipconv", "rrm", "dense", "sigmadelta")
+
+#: Event-path inner loops: ``numpy`` (the reference), ``numba`` (compiled, :mod:`golden_kernels`),
+#: ``auto`` (numba when installed). The default comes from ``EVHW_GOLDEN_KERNELS`` (else ``auto``).
+KERNELS = ("auto", "numpy", "numba")
+
+
+def default_kernels():
+    return os.environ.get("EVHW_GOLDEN_KERNELS", "auto")
+
+
+#: Whether numba is installed (checked without importing it: numba loads only with a compiled model).
+NUMBA = importlib.util.find_spec("numba") is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,6 +212,18 @@ def _pm(x):
     return st.reshape(h, w, c).transpose(2, 0, 1)
 
 
+_NO_ROWS = np.zeros(0, np.int64)
+_NO_TABLE = np.zeros((1, 1), np.int64)        # an unused table argument of a compiled kernel
+
+
+def _pm_zeros(x):
+    """:func:`_pm` of ``np.zeros_like(x)``, without the copy."""
+    if x.ndim != 3:
+        return np.zeros_like(x)
+    c, h, w = x.shape
+    return np.zeros((h, w, c), x.dtype).transpose(2, 0, 1)
+
+
 def _add_rows(st, rows, y):
     """``st[rows] += y`` for distinct ``rows`` (a gather, an add, a scatter)."""
     x = st.take(rows, axis=0)
@@ -240,6 +269,16 @@ class _Delta:
         return self.buf[:-1].reshape(h, w, c).transpose(2, 0, 1)
 
 
+def _geometry(in_hw, out_hw, kernel, stride, pads, dilation):
+    """A :class:`_Geometry`, shared by every model that has the same window op (its tables are read-only)."""
+    return _shared_geometry(in_hw, out_hw, kernel, stride, pads, dilation, _Geometry.TABLE_LIMIT)
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_geometry(in_hw, out_hw, kernel, stride, pads, dilation, table_limit):
+    return _Geometry(in_hw, out_hw, kernel, stride, pads, dilation)
+
+
 class _Geometry:
     """Tap index maps of a window op (conv, sum- or max-pool) from an (H, W) input to an (oh, ow)
     output, on flat positions; taps row by row (the order of :func:`ops._taps`). Tabulated once when
@@ -257,6 +296,9 @@ class _Geometry:
         small = max(self.n_in, self.n_out) * self.ty.size <= self.TABLE_LIMIT
         self._reach = self._reach_of(np.arange(self.n_in)) if small else None
         self._gather = self._gather_of(np.arange(self.n_out)) if small else None
+        for table in (self._reach, self._gather):
+            if table is not None:
+                table.flags.writeable = False
 
     def _reach_of(self, pos):
         """Per input position and tap: the output it reaches, or -1 (padding, stride gap, outside)."""
@@ -485,12 +527,26 @@ class EventModel:
     element instead, the literal reading of docs/semantics.md; both give the same values, state and
     counters (an unevaluated element has ``v = b`` and its gate does not change):
     tests/test_golden_fastpath.py and tests/test_golden_sparse.py check it.
+
+    ``kernels`` picks the event frame's inner loops: ``numpy`` (vectorized NumPy, the readable
+    reference) or ``numba`` (the same steps compiled, :mod:`golden_kernels`, several times faster);
+    ``auto`` (default) takes numba when it is installed. Same integers, state and counters either way:
+    the tests above run on both.
     """
 
     def __init__(self, q: QNet, policy: Policy | None = None, thresholds: dict | None = None, *,
-                 reference: bool = False):
+                 reference: bool = False, kernels: str | None = None):
+        where = "" if kernels else " (from EVHW_GOLDEN_KERNELS)"
+        kernels = kernels or default_kernels()
+        if kernels not in KERNELS:
+            raise ConfigError(f"golden-model kernels must be one of {', '.join(KERNELS)}, not {kernels!r}{where}")
+        if kernels == "numba" and not NUMBA:
+            raise ConfigError("golden-model kernels 'numba' need the numba package (pip install numba)")
         self.q = q
         self.reference = reference
+        self.compiled = kernels != "numpy" and NUMBA
+        #: the compiled kernels (module :mod:`golden_kernels`), or None
+        self.kernels = importlib.import_module(".golden_kernels", __package__) if self.compiled else None
         self.policy = policy or Policy()
         self.tensors = q.tensors()
         self.costs = mac_reach(q)
@@ -500,9 +556,12 @@ class EventModel:
                                      self.policy.norm_gate) for g in q.gates()}
         self.chunk_members = {g: _members(ids) for g, ids in self.chunk_ids.items() if ids is not None}
         self.chunk_flat = {g: ids.reshape(-1) for g, ids in self.chunk_ids.items() if ids is not None}
-        self.full_costs = {k: np.ascontiguousarray(np.broadcast_to(v, self.tensors[self._term(k).src].shape)).reshape(-1)
-                           for k, v in self.costs.items()}
         self._convw, self._geo, self._pool_geo = {}, {}, {}    # per term / layer, prepared on first use
+        self._vparams = {}                                        # per layer: the value kernel's parameters
+        self._planes_cost = {}                                    # per conv term: MAC cost per input position
+        self._send_bufs, self._sent_rows = {}, {}                 # per gate: see _send_buffer
+        self._full = {}                                           # per term: see _full_costs
+        self._fused = {}                                          # per layer: see _fusable
         self._planes = {g: int(np.prod(self.tensors[g].shape)) // self.tensors[g].channels for g in q.gates()}
         self.set_thresholds(thresholds if thresholds is not None else q.thresholds)
         self.reset()
@@ -541,7 +600,7 @@ class EventModel:
         self.pre = {}     # rebuilt from the accumulators when next needed
         for gname in self.q.gates():
             self.b[gname] = _pm(vals[gname])
-            self.d[gname] = _pm(np.zeros_like(vals[gname]))
+            self.d[gname] = _pm_zeros(vals[gname])
         return vals
 
     def _bshape(self, t: QTensor):
@@ -722,12 +781,19 @@ class EventModel:
             if len(s.acc_shape) == 1:
                 self._layer_flat(s, deltas, zero_th, c, values)
                 continue
+            if self.compiled and self._fusable(s):
+                deltas[s.name], dl[s.name] = self._layer_compiled(s, deltas, dl, zero_th, c)
+                values[s.name] = self.b[s.name]
+                continue
             acc, tmask = self._accumulate(s, deltas, dl, c)
-            self._after_accumulate(s, self.a[s.name], c, int(np.count_nonzero(tmask)))
+            if self.compiled:
+                touched, acc_u = self.kernels.touched_rows(tmask)
+            else:
+                touched, acc_u = np.flatnonzero(tmask[:-1].any(axis=1)), int(np.count_nonzero(tmask))
+            self._after_accumulate(s, self.a[s.name], c, acc_u)
             if not s.gated:
                 values[s.name] = apply_pools(s, value_pre_pool(s, self.a[s.name]))    # a readout: every element
                 continue
-            touched = np.flatnonzero(tmask[:-1].any(axis=1))
             r, v, ev = self._values_rows(s, acc, tmask, touched)
             deltas[s.name], dl[s.name] = self._gate_rows(s.name, r, v, ev, zero_th, c)
             values[s.name] = self.b[s.name]                                   # = the layer's values
@@ -745,7 +811,7 @@ class EventModel:
                 continue
             acc += term_delta(term, dlt)
             touched |= term_touched(term, active)
-            self._count_term(s, i, c, int(self.full_costs[(s.name, i)][active.reshape(-1)].sum()))
+            self._count_term(s, i, c, int(self._full_costs((s.name, i))[active.reshape(-1)].sum()))
         return acc, touched
 
     def _layer_flat(self, s: QLayer, deltas, zero_th, c, values):
@@ -771,13 +837,23 @@ class EventModel:
                 src = dl[term.src] = _Delta.of(deltas[term.src])
             if src.pos.size == 0:
                 continue
-            self._count_term(s, i, c, self._cost((s.name, i), src))
+            if not (self.compiled and term.kind == "conv"):
+                self._count_term(s, i, c, self._cost((s.name, i), src))
             if term.kind == "scale":
                 _add_rows(acc, src.pos, src.buf.take(src.pos, axis=0) * term.weight)
                 tmask[src.pos] |= src.nz
                 continue
             geo = self._geometry(s.name, i)
             g = term.attrs["groups"] if term.kind == "conv" else co        # a sum-pool: every channel alone
+            if term.kind == "conv" and self.compiled:      # the same sums, scattered from the changed inputs
+                cw = self._conv_weights(s.name, i)
+                wt, st = cw.per_input_as(src.dmax)
+                reach, ridx = (geo._reach, src.pos) if geo._reach is not None else \
+                    (geo.reach(src.pos), np.arange(src.pos.size))
+                macs = self.kernels.conv_scatter(acc, tmask, src.buf, src.pos, reach, ridx, wt, cw.shape[1],
+                                                   np.empty(wt.shape[1] * wt.shape[2], st), self._cost_plane((s.name, i)))
+                self._count_term(s, i, c, int(macs))
+                continue
             if g == 1:
                 out = geo.reached(src.pos)
                 tmask[out] = True
@@ -802,6 +878,21 @@ class EventModel:
             return int(np.count_nonzero(src.nz, axis=0) @ np.broadcast_to(cw, (n, 1, 1)).reshape(-1))
         return int((cw[0].reshape(-1)[src.pos] @ src.nz).sum())     # one cost plane for every channel
 
+    def _full_costs(self, key):
+        """A term's MAC (or accumulation) cost of every input element, flat (the literal path's counter)."""
+        got = self._full.get(key)
+        if got is None:
+            shape = self.tensors[self._term(key).src].shape
+            got = self._full[key] = np.ascontiguousarray(np.broadcast_to(self.costs[key], shape)).reshape(-1)
+        return got
+
+    def _cost_plane(self, key):
+        """A conv term's MAC cost per input position (the same for every channel), flat."""
+        got = self._planes_cost.get(key)
+        if got is None:
+            got = self._planes_cost[key] = np.ascontiguousarray(self.costs[key][0].reshape(-1), np.int64)
+        return got
+
     def _geometry(self, layer, i):
         key = (layer, i)
         geo = self._geo.get(key)
@@ -809,8 +900,9 @@ class EventModel:
             t = self.q.layer(layer).terms[i]
             a = t.attrs
             kernel = t.weight.shape[2:] if t.kind == "conv" else a["kernel"]
-            geo = self._geo[key] = _Geometry(self.tensors[t.src].shape[1:], self.q.layer(layer).acc_shape[1:], kernel,
-                                             a["stride"], a["pads"], a.get("dilation", (1, 1)))
+            geo = self._geo[key] = _geometry(tuple(self.tensors[t.src].shape[1:]), tuple(self.q.layer(layer).acc_shape[1:]),
+                                             tuple(kernel), tuple(a["stride"]), tuple(a["pads"]),
+                                             tuple(a.get("dilation", (1, 1))))
         return geo
 
     def _conv_weights(self, layer, i):
@@ -820,29 +912,122 @@ class EventModel:
             w = self._convw[(layer, i)] = ops.ConvWeights(t.weight, groups=t.attrs["groups"])
         return w
 
+    def _fusable(self, s: QLayer):
+        """Whether layer ``s`` runs on compiled kernels only (:meth:`_layer_compiled`): a gated layer whose
+        terms are convs (tabulated windows) and scales, with at most one max-pool (tabulated), a per-neuron
+        gate and a policy without memory loss."""
+        got = self._fused.get(s.name)
+        if got is None:
+            got = (s.gated and len(s.pools) <= 1 and self.chunk_ids[s.name] is None and not self.policy.memory_loss
+                   and all(t.kind == "scale" or (t.kind == "conv" and self._geometry(s.name, i)._reach is not None)
+                           for i, t in enumerate(s.terms))
+                   and (not s.pools or self._pool_geometry(s)._reach is not None))
+            self._fused[s.name] = got
+        return got
+
+    def _layer_compiled(self, s: QLayer, deltas, dl, zero_th, c: LayerCount):
+        """Layer ``s`` on the event path in compiled kernels (:meth:`_fusable`): one per term, then one for
+        the value function, max-pool and gate; the same state, deltas and counters as :meth:`_accumulate`,
+        :meth:`_values_rows` and :meth:`_gate_rows` in turn."""
+        k = self.kernels
+        co, oh, ow = s.acc_shape
+        acc = _rows(self._held(self.a, s.name))
+        tmask = np.zeros((oh * ow + 1, co), bool)
+        for i, term in enumerate(s.terms):
+            src = dl.get(term.src)
+            if src is None:                                  # routed through a view: from the dense tensor
+                src = dl[term.src] = _Delta.of(deltas[term.src])
+            if term.kind == "scale":
+                ops = k.scale_rows(acc, tmask, src.buf, src.pos, self._scale_weight(s, i), self._cost_channel((s.name, i)))
+            else:
+                cw = self._conv_weights(s.name, i)
+                wt, st = cw.per_input_as(src.dmax)
+                ops = k.conv_scatter(acc, tmask, src.buf, src.pos, self._geometry(s.name, i)._reach, src.pos, wt,
+                                     cw.shape[1], np.empty(wt.shape[1] * wt.shape[2], st),
+                                     self._cost_plane((s.name, i)))
+            self._count_term(s, i, c, int(ops))
+        if s.pools:
+            pre, pgeo = self._pre_pool(s), self._pool_geometry(s)
+            preach, pgather = pgeo._reach, pgeo._gather
+        else:
+            pre = preach = pgather = _NO_TABLE
+        gname, t = s.name, self.tensors[s.name]
+        send = self._send_buffer(gname, clear=False)
+        h = np.zeros(t.channels, np.int64) if zero_th else self.thresholds[gname]
+        acc_u, n_ev, n_sent, big, kept, nz = k.finish_layer(
+            acc, tmask, *self._value_params(s), bool(s.pools), pre, preach, pgather,
+            _rows(self._held(self.b, gname)), _rows(self._held(self.d, gname)), h,
+            self.policy.kind == "sigmadelta", send, self._sent_rows.pop(gname, _NO_ROWS))
+        self._after_accumulate(s, acc, c, int(acc_u))
+        c.gate_u += int(n_ev)
+        c.gate_t += int(n_sent)
+        dlt = _Delta(send, kept, nz, int(big))
+        self._sent_rows[gname] = kept
+        return dlt.dense(t.shape), dlt
+
+    def _scale_weight(self, s: QLayer, i):
+        key = ("scale", s.name, i)
+        got = self._vparams.get(key)
+        if got is None:
+            got = self._vparams[key] = np.ascontiguousarray(
+                np.broadcast_to(np.asarray(s.terms[i].weight, np.int64).reshape(-1), (s.acc_shape[0],)))
+        return got
+
+    def _cost_channel(self, key):
+        """A scale term's operation cost per channel (one per channel, or one for all), as (C,) int64."""
+        got = self._planes_cost.get(("channel",) + key)
+        if got is None:
+            cw = self.costs[key]
+            assert cw.shape[1:] == (1, 1), cw.shape
+            got = self._planes_cost[("channel",) + key] = np.ascontiguousarray(
+                np.broadcast_to(cw.reshape(-1), (self.tensors[self._term(key).src].channels,)), np.int64)
+        return got
+
+    def _pool_geometry(self, s: QLayer):
+        geo = self._pool_geo.get(s.name)
+        if geo is None:
+            p = s.pools[0]
+            geo = self._pool_geo[s.name] = _geometry(tuple(s.acc_shape[1:]), tuple(s.out.shape[1:]), tuple(p["kernel"]),
+                                                     tuple(p["stride"]), tuple(p["pads"]), tuple(p["dilation"]))
+        return geo
+
+    def _pre_pool(self, s: QLayer):
+        """A max-pooled layer's pre-pool values, position-major with a last row of int64 min (padded taps);
+        rebuilt from the accumulators after a flush."""
+        pre = self.pre.get(s.name)
+        if pre is None:
+            co = s.acc_shape[0]
+            pre = self.pre[s.name] = np.empty((self._planes_acc(s) + 1, co), np.int64)
+            pre[:-1] = _rows(_pm(value_pre_pool(s, self.a[s.name])))
+            pre[-1] = np.iinfo(np.int64).min
+        return pre
+
+    def _planes_acc(self, s: QLayer):
+        return int(np.prod(s.acc_shape[1:]))
+
     def _values_rows(self, s: QLayer, acc, tmask, touched):
         """A gated spatial layer's values at the positions with an evaluated element: ``(positions, v,
         evaluated)``, rows of (positions, C). A max-pooled layer keeps its pre-pool values (position-major,
         with a last row of int64 min for padded taps)."""
         if touched.size == 0:
             return touched, None, None
-        v = value_pre_pool(s, acc.take(touched, axis=0).T).T    # the value function, per channel (axis 0)
+        if self.compiled:
+            v, ev = self.kernels.values_at(acc, tmask, touched, *self._value_params(s))
+            if not s.pools:
+                return touched, v, ev
+        else:
+            v = value_pre_pool(s, acc.take(touched, axis=0).T).T    # the value function, per channel (axis 0)
         if not s.pools:
             return touched, v, tmask.take(touched, axis=0)
         co = s.acc_shape[0]
-        pre = self.pre.get(s.name)
-        if pre is None:
-            pre = self.pre[s.name] = np.empty((acc.shape[0] + 1, co), np.int64)
-            pre[:-1] = _rows(_pm(value_pre_pool(s, self.a[s.name])))
-            pre[-1] = np.iinfo(np.int64).min
-        else:
+        fresh = s.name not in self.pre
+        pre = self._pre_pool(s)
+        if not fresh:
             pre[touched] = v                 # untouched elements hold what they would recompute to
         if len(s.pools) == 1:
-            geo = self._pool_geo.get(s.name)
-            if geo is None:
-                p = s.pools[0]
-                geo = self._pool_geo[s.name] = _Geometry(s.acc_shape[1:], s.out.shape[1:], p["kernel"], p["stride"],
-                                                         p["pads"], p["dilation"])
+            geo = self._pool_geometry(s)
+            if self.compiled and geo._reach is not None:
+                return self.kernels.max_pool_rows(pre, tmask, touched, v, geo._reach, geo._gather)
             out = geo.reached(touched)
             idx = geo.gather(out)
             return out, pre.take(idx, axis=0).max(axis=1), tmask.take(idx, axis=0).any(axis=1)
@@ -850,6 +1035,34 @@ class EventModel:
         vfull = apply_pools(s, pre[:-1].reshape(h, w, co).transpose(2, 0, 1))
         evfull = pool_reach(s, tmask[:-1].reshape(h, w, co).transpose(2, 0, 1))
         return np.arange(vfull[0].size), vfull.reshape(co, -1).T, evfull.reshape(co, -1).T
+
+    def _value_params(self, s: QLayer):
+        """:func:`value_pre_pool`'s parameters as :func:`golden_kernels.values_at` takes them."""
+        got = self._vparams.get(s.name)
+        if got is None:
+            c = s.acc_shape[0]
+
+            def per(p, default=0):
+                return np.ascontiguousarray(np.broadcast_to(np.asarray(default if p is None else p, np.int64), (c,)))
+            big = np.iinfo(np.int64)
+            requant = s.mult is not None
+            shift = per(s.shift)
+            half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+            lo, hi = big.min, big.max                            # "none": no clamp before the output's
+            if s.act == "relu":
+                lo = 0
+            elif s.act == "relu6":
+                lo, hi = 0, s.act_hi
+            elif s.act == "clip":
+                lo = s.act_lo if s.act_lo is not None else s.out.lo
+                hi = s.act_hi if s.act_hi is not None else s.out.hi
+            elif s.act not in ("none", "leaky", "prelu"):
+                raise ConfigError(f"layer {s.name!r}: unknown activation {s.act!r}")
+            leaky = s.act in ("leaky", "prelu")
+            num, lshift = (per(s.leaky_num), int(s.leaky_shift)) if leaky else (per(0), 0)   # read only if used
+            got = self._vparams[s.name] = (per(s.bias), per(s.mult), half, shift, requant, int(lo), int(hi), leaky,
+                                           num, lshift, int(s.out.lo), int(s.out.hi))
+        return got
 
     def _gate_rows(self, gname, pos, v, ev, zero_th, counts: LayerCount):
         """:meth:`_gate` at the positions ``pos`` of a spatial gate: new values ``v`` and the evaluated
@@ -866,16 +1079,25 @@ class EventModel:
             sent = self._gate_at(gname, idx[o], v[ri, ci][o], zero_th, counts)
             dl = _Delta.of(sent)
             return dl.dense(t.shape), dl
-        buf = np.zeros((plane + 1, c), np.int64)
+        buf = self._send_buffer(gname) if self.compiled else np.zeros((plane + 1, c), np.int64)
         if v is None:
             dl = _Delta(buf, pos[:0], np.zeros((0, c), bool), 0)
             return dl.dense(t.shape), dl
         b, d = _rows(self._held(self.b, gname)), _rows(self._held(self.d, gname))
+        h = np.zeros(c, np.int64) if zero_th else self.thresholds[gname]
+        if self.compiled and not pol.memory_loss:
+            kept = np.array(pos, np.int64)           # the kernel moves the sending positions to the front
+            nz = np.empty(v.shape, bool)
+            n_ev, n_sent, big, n = self.kernels.gate_rows(b, d, kept, v, ev, h, pol.kind == "sigmadelta", buf, nz)
+            counts.gate_u += n_ev
+            counts.gate_t += n_sent
+            dl = _Delta(buf, kept[:n], nz[:n], int(big))
+            self._sent_rows[gname] = dl.pos
+            return dl.dense(t.shape), dl
         dw = d.take(pos, axis=0)
         dw += v
         dw -= b.take(pos, axis=0)                                 # d += v - b
         b[pos] = v
-        h = np.zeros(c, np.int64) if zero_th else self.thresholds[gname]
         counts.gate_u += int(np.count_nonzero(ev))
         n_pos = pos.size
         if pol.kind == "sigmadelta":
@@ -903,7 +1125,20 @@ class EventModel:
         sent = sent[keep]
         buf[pos[keep]] = sent
         dl = _Delta(buf, pos[keep], nz[keep])
+        if self.compiled:
+            self._sent_rows[gname] = dl.pos                        # cleared when the buffer is next used
         return dl.dense(t.shape), dl
+
+    def _send_buffer(self, gname, clear=True):
+        """A gate's (H*W + 1, C) buffer of sent deltas, kept from frame to frame and zero on return (the rows
+        the last frame sent are cleared): a frame's deltas live only until the frame ends."""
+        buf = self._send_bufs.get(gname)
+        if buf is None:
+            t = self.tensors[gname]
+            buf = self._send_bufs[gname] = np.zeros((self._planes[gname] + 1, t.channels), np.int64)
+        if clear:
+            buf[self._sent_rows.pop(gname, _NO_ROWS)] = 0
+        return buf
 
     def _h_rows(self, gname, zero_th):
         """A gate's thresholds tiled over its positions, (H*W, C): comparisons without short inner loops."""

@@ -6,6 +6,8 @@ partial sum stays below 2**53 (``evhw.convert`` refuses wider accumulators).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .ir import window_out
@@ -119,7 +121,13 @@ def reach(active, *, kernel, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
 
 
 def reach_count(shape_hw, *, kernel, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
-    """For every input position, how many in-bounds outputs of a window op read it (padded taps excluded)."""
+    """For every input position, how many in-bounds outputs of a window op read it (padded taps excluded).
+    Read-only: one table per window op, shared by its callers."""
+    return _reach_count(tuple(shape_hw), tuple(kernel), tuple(stride), tuple(pads), tuple(dilation))
+
+
+@functools.lru_cache(maxsize=256)
+def _reach_count(shape_hw, kernel, stride, pads, dilation):
     h, wd = shape_hw
     kh, kw = kernel
     sh, sw = stride
@@ -128,7 +136,9 @@ def reach_count(shape_hw, *, kernel, stride=(1, 1), pads=(0, 0, 0, 0), dilation=
     count = np.zeros((h + pads[0] + pads[2], wd + pads[1] + pads[3]), dtype=np.int64)
     for ky, kx, oy, ox in _taps(kh, kw, dilation):
         count[oy:oy + sh * (oh - 1) + 1:sh, ox:ox + sw * (ow - 1) + 1:sw] += 1
-    return count[pads[0]:pads[0] + h, pads[1]:pads[1] + wd]
+    count = count[pads[0]:pads[0] + h, pads[1]:pads[1] + wd].copy()
+    count.flags.writeable = False
+    return count
 
 
 def pool2d(x, *, kernel, stride, pads=(0, 0, 0, 0), dilation=(1, 1), mode="max", pad_value=None):
@@ -185,11 +195,23 @@ class ConvWeights:
             m[:, g * cg:(g + 1) * cg, g * og:(g + 1) * og] = \
                 self.w[g * og:(g + 1) * og].transpose(2, 3, 1, 0).reshape(taps, cg, og)
         self.mat = m.reshape(taps * cg * groups, o)
+        #: (C_in, taps, O // groups): the weights each input channel feeds, for scattering its deltas
+        self.per_input = np.ascontiguousarray(
+            self.w.reshape(groups, og, cg, taps).transpose(0, 2, 3, 1).reshape(groups * cg, taps, og))
         self._cache = {np.int64: self.mat}
 
     def dtype_for(self, xmax):
         bound = self.l1 * int(xmax)
         return np.float32 if bound < EXACT_F32 else np.float64 if bound < EXACT_F64 else np.int64
+
+    def per_input_as(self, xmax):
+        """:attr:`per_input` for inputs up to ``xmax``: float32 when :meth:`dtype_for` proves float32 sums
+        exact, else int64; and the integer type that holds those sums (int32 / int64)."""
+        dt = np.float32 if self.dtype_for(xmax) is np.float32 else np.int64
+        m = self._cache.get(("per_input", dt))
+        if m is None:
+            m = self._cache[("per_input", dt)] = self.per_input.astype(dt)
+        return m, (np.int32 if dt is np.float32 else np.int64)
 
     def rows(self, taps, xmax):
         """``taps`` (N, kh*kw, C_in) int64 input taps of N outputs (taps row by row), all of magnitude

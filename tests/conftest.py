@@ -45,3 +45,11 @@ def require_simulator():
                 msg += " (apt-get install iverilog)"
             pytest.fail(msg)
     return check
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def golden_kernels(request, monkeypatch):
+    """Runs a test once per golden-model kernel set (``EVHW_GOLDEN_KERNELS``): the NumPy event path and
+    the compiled one must agree with the reference path, and so with each other."""
+    monkeypatch.setenv("EVHW_GOLDEN_KERNELS", request.param)
+    return request.param

@@ -53,6 +53,7 @@ def _same(x, y):
     return type(x) is type(y) and x == y
 
 
+@pytest.mark.usefixtures("golden_kernels")
 @pytest.mark.parametrize("seed", list(range(8)) + ["mlp"])
 @pytest.mark.parametrize("policy", POLICIES, ids=IDS)
 def test_fast_event_path_equals_reference(seed, policy):
@@ -79,7 +80,7 @@ def test_fast_event_path_equals_reference(seed, policy):
 
 
 def test_reference_mode_evaluates_every_element(monkeypatch):
-    """The reference mode must really take the dense value path and the default mode the windowed one
+    """The reference mode must really take the dense value path and the NumPy event path the windowed one
     (so the comparison above is not vacuous)."""
     from evhw import golden
     q, video = _cached(0)
@@ -94,7 +95,7 @@ def test_reference_mode_evaluates_every_element(monkeypatch):
 
     monkeypatch.setattr(golden, "value_pre_pool", spy)
     for reference in (True, False):
-        m = EventModel(q, Policy("evnet"), reference=reference)
+        m = EventModel(q, Policy("evnet"), reference=reference, kernels="numpy")
         m.step(video[0])                 # flush (dense_forward)
         calls.update(whole=0, part=0)
         for f in video[1:]:
@@ -103,6 +104,31 @@ def test_reference_mode_evaluates_every_element(monkeypatch):
             assert calls["part"] == 0 and calls["whole"] == len(q.layers()) * (len(video) - 1)
         else:
             assert calls["part"] > 0
+
+
+def test_compiled_path_runs_the_compiled_kernels(monkeypatch):
+    """With numba kernels, the event frames of a CNN run the compiled conv and layer kernels and never
+    the NumPy value function over a whole tensor of a gated layer (so the comparison above is not vacuous)."""
+    from evhw import golden, golden_kernels
+    q, video = _cached(0)
+    set_thresholds(q, 0.05)
+    used = {"finish_layer": 0, "conv_scatter": 0}
+    for name in used:
+        orig = getattr(golden_kernels, name)
+
+        def spy(*a, _orig=orig, _name=name):
+            used[_name] += 1
+            return _orig(*a)
+        monkeypatch.setattr(golden_kernels, name, spy)
+    m = EventModel(q, Policy("evnet"), kernels="numba")
+    assert m.compiled
+    for f in video:
+        m.step(f)
+    assert used["finish_layer"] > 0
+    m = EventModel(q, Policy("skipconv"), kernels="numba")      # memory loss: layer by layer, conv compiled
+    for f in video:
+        m.step(f)
+    assert used["conv_scatter"] > 0
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -16,7 +16,8 @@ from evhw.ir import window_out
 from netgen import random_cnn, random_mlp, random_video
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-NETS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+NETS = settings(max_examples=12, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 @st.composite
@@ -132,6 +133,7 @@ POLICIES = [Policy("evnet"), Policy("evnet", granularity="pixel"), Policy("evnet
             Policy("skipconv", reset_every=2), Policy("rrm", rrm_bound=0.01), Policy("dense"), Policy("sigmadelta")]
 
 
+@pytest.mark.usefixtures("golden_kernels")
 @NETS
 @given(st.sampled_from(list(range(8)) + ["mlp"]), st.sampled_from(POLICIES),
        st.floats(0.0, 0.3), st.floats(0.0, 0.3), st.lists(st.sampled_from(["video", "same", "invert", "zeros", "max"]),
@@ -157,6 +159,7 @@ def test_sparse_event_path_equals_reference(seed, policy, th, in_th, script):
         assert _same(_state(fast), _state(ref)), f"frame {t} ({kind}): state differs"
 
 
+@pytest.mark.usefixtures("golden_kernels")
 @pytest.mark.parametrize("seed", range(8))
 def test_still_frames_cost_nothing_and_change_nothing(seed):
     """0 % change after the flush: no event, no MAC, no gate evaluated, state untouched."""
@@ -171,6 +174,7 @@ def test_still_frames_cost_nothing_and_change_nothing(seed):
     assert _same(_state(m), before)
 
 
+@pytest.mark.usefixtures("golden_kernels")
 def test_state_replaced_from_outside_is_used():
     """Gate state assigned from outside (channel-major arrays, as tests/unit/test_pe.py does) is taken
     over by the position-major event path, not silently ignored."""
@@ -187,6 +191,7 @@ def test_state_replaced_from_outside_is_used():
     assert {k: asdict(c) for k, c in a.layers.items()} == {k: asdict(c) for k, c in b.layers.items()}
 
 
+@pytest.mark.usefixtures("golden_kernels")
 def test_untabulated_geometry_gives_the_same(monkeypatch):
     """Tap maps computed per call (as for a global pool over a large map) equal the tabulated ones."""
     monkeypatch.setattr(_Geometry, "TABLE_LIMIT", 0)

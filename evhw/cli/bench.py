@@ -13,6 +13,7 @@ from ..data.clip import MAX_FRAMES
 from ..flow.bench import (HW_BUILD_ROOT, HW_DENSE_PES, HW_FRAMES, HW_MODEL, HW_PES, SIM_BUILD_ROOT, SIM_FRAMES,
                           SIM_MODEL, SIM_PES)
 from ..flow.network import DEFAULT_THRESHOLD
+from ..golden import KERNELS
 from .console import THRESHOLD, IntList, err, out
 
 
@@ -26,11 +27,14 @@ def bench():
 @click.option("--video", default="synthetic:shapes", show_default=True)
 @click.option("--frames", "n_frames", type=click.IntRange(1, MAX_FRAMES), default=32, show_default=True)
 @click.option("--threshold", type=THRESHOLD, default=DEFAULT_THRESHOLD, show_default=True)
+@click.option("--kernels", type=click.Choice(KERNELS),
+              help="The event path's inner loops: numpy (the reference) or numba (compiled); auto: numba if "
+                   "installed. Default: $EVHW_GOLDEN_KERNELS, else auto.")
 @click.option("--json", "as_json", is_flag=True)
-def golden(model, video, n_frames, threshold, as_json):
+def golden(model, video, n_frames, threshold, kernels, as_json):
     """Frames per second of the golden model: event path vs dense integer path."""
     from ..flow.bench import bench_golden
-    res = bench_golden(model, video, n_frames, threshold)
+    res = bench_golden(model, video, n_frames, threshold, kernels=kernels)
     if as_json:
         click.echo(json.dumps(res))
         return
@@ -42,7 +46,7 @@ def golden(model, video, n_frames, threshold, as_json):
         t.add_row(k, f"{r['fps']:.1f}", f"{1000 / r['fps']:.2f}", f"{r['macs_per_frame']:,.0f}", f"{ratio:.2f}x")
     out.print(t)
     out.print(f"event path speed-up (event_over_dense) {res['event_over_dense']:.2f}x for "
-              f"{res['mac_savings']:.2f}x fewer MACs ({res['machine']})")
+              f"{res['mac_savings']:.2f}x fewer MACs, {res['kernels']} kernels ({res['machine']})")
 
 
 @bench.command(name="hw")
