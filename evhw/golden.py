@@ -341,6 +341,11 @@ class _Geometry:
         return np.bincount(flat, minlength=self.n_out * g).reshape(self.n_out, g) > 0
 
 
+class StateInvariantError(AssertionError):
+    """The event model's state broke an invariant the hardware relies on (:meth:`EventModel.verify_state`):
+    a bug in evhw, never a user's input."""
+
+
 # ----------------------------------------------------------------------------------------------
 # policies and counters
 
@@ -535,7 +540,7 @@ class EventModel:
     """
 
     def __init__(self, q: QNet, policy: Policy | None = None, thresholds: dict | None = None, *,
-                 reference: bool = False, kernels: str | None = None):
+                 reference: bool = False, kernels: str | None = None, check_state: bool = False):
         where = "" if kernels else " (from EVHW_GOLDEN_KERNELS)"
         kernels = kernels or default_kernels()
         if kernels not in KERNELS:
@@ -544,6 +549,8 @@ class EventModel:
             raise ConfigError("golden-model kernels 'numba' need the numba package (pip install numba)")
         self.q = q
         self.reference = reference
+        #: check the state invariants the hardware's memories rely on after every frame (:meth:`verify_state`)
+        self.check_state = check_state
         self.compiled = kernels != "numpy" and NUMBA
         #: the compiled kernels (module :mod:`golden_kernels`), or None
         self.kernels = importlib.import_module(".golden_kernels", __package__) if self.compiled else None
@@ -582,10 +589,14 @@ class EventModel:
             th[gname] = h
         self.thresholds = th
         self._h_tiles = {}
+        # the largest threshold in force since the sequence started, per gate and channel (verify_state)
+        hmax = getattr(self, "_hmax", None)
+        self._hmax = {g: np.maximum(hmax[g], h) if hmax else h.copy() for g, h in th.items()}
 
     def reset(self):
         """Start a new sequence: the next frame is exact (flush, or warm-up from the null state)."""
         self.t = 0
+        self._hmax = {g: h.copy() for g, h in self.thresholds.items()}
         self.a, self.b, self.d = {}, {}, {}
         self.pre = {}     # max-pooled layers: pre-pool values (the hardware's max-pool value buffer)
         self.trunc = 0.0
@@ -1178,8 +1189,56 @@ class EventModel:
                 n = sum(int(np.prod(self.tensors[gn].shape)) for gn in self.q.gates())
                 if self.trunc / n > pol.rrm_bound:
                     self.refresh = True
+        if self.check_state:
+            self.verify_state(x)
         self.t += 1
         return FrameResult(t, kind, outs[0], counts, outs)
+
+    def d_bound(self, gname):
+        """The largest ``|d|`` gate ``gname`` can hold at a frame boundary, per channel: 0 under memory loss
+        (evaluated elements clear ``d``, the others never had one); ``floor(max(H, 1) / 2)`` under
+        sigmadelta (the rounding remainder); else ``H``: an element that did not fire has ``|d| <= H``, a
+        fired one (or a fired chunk's member) 0. ``H`` is the largest threshold in force since the
+        sequence started, because an element keeps its ``d`` until its input changes."""
+        h = self._hmax[gname]
+        if self.policy.memory_loss:
+            return np.zeros_like(h)
+        if self.policy.kind == "sigmadelta":
+            return np.maximum(h, 1) // 2
+        return h.copy()
+
+    def verify_state(self, frame=None):
+        """Check, at a frame boundary, the invariants that let the hardware keep less state than the
+        paper's neuron (docs/semantics.md, "State invariants"); raise :class:`StateInvariantError`:
+
+        * ``b = f(a)`` for every gated element (``f``: the value function, then the max-pool): every
+          element whose accumulator changed was evaluated this frame, so ``b`` is recomputable from
+          ``a``; the input gate's ``b`` is the last frame (``frame``, if given);
+        * ``|d| <= d_bound(gate)`` (:meth:`d_bound`): ``d`` needs the bits of the threshold, not of
+          the value;
+        * a max-pooled layer's pre-pool value buffer holds ``value(a)``.
+        """
+        def fail(what, gname, bad):
+            idx = np.argwhere(bad)
+            raise StateInvariantError(f"frame {self.t}: gate {gname!r}: {what} at {len(idx)} element(s), "
+                                      f"first at {tuple(int(i) for i in idx[0])}")
+        for gname in self.q.gates():
+            b, d = self.b[gname], self.d[gname]
+            if gname == "input":
+                want = None if frame is None else np.asarray(frame, np.int64)
+            else:
+                s = self.q.layer(gname)
+                want = apply_pools(s, value_pre_pool(s, self.a[gname]))
+            if want is not None and not np.array_equal(b, want):
+                fail("b != f(a)", gname, b != want)
+            bound = self.d_bound(gname).reshape(self._bshape(self.tensors[gname]))
+            if np.any(np.abs(d) > bound):
+                fail("|d| above its bound", gname, np.abs(d) > bound)
+        for name, pre in self.pre.items():
+            s = self.q.layer(name)
+            want = _rows(_pm(value_pre_pool(s, self.a[name])))
+            if not np.array_equal(pre[:-1], want):
+                fail("max-pool value buffer != value(a)", name, pre[:-1] != want)
 
     def _readout(self, values, name):
         """An output tensor, computed densely from the current accumulators (views of layer values)."""
