@@ -172,6 +172,7 @@ class HwPlan:
     th_w: int
     gate_value_w: int     # BD word: b (max value bits over gated layers) and d (max delta bits)
     gate_delta_w: int
+    pool_w: int           # max-pool window counters: they hold 0 .. (largest combined pool side - 1)
     # per-PE memory depths and contents
     acc_depth: list = field(default_factory=list)
     bd_depth: list = field(default_factory=list)
@@ -330,7 +331,8 @@ class HwPlan:
             y_w=max(max(s[1] for s in shapes).bit_length(), 1),
             x_w=max(max(s[2] for s in shapes).bit_length(), 1),
             th_w=max(max(ths).bit_length(), 1),
-            gate_value_w=max([l.value_bits for l in gl] + [2]), gate_delta_w=max([l.delta_bits for l in gl] + [2]))
+            gate_value_w=max([l.value_bits for l in gl] + [2]), gate_delta_w=max([l.delta_bits for l in gl] + [2]),
+            pool_w=max(max(max(l.pool) for l in layers) - 1, 1).bit_length())
         plan._layout(q)
         plan._share_event_memories()
         return plan

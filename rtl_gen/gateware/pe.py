@@ -139,7 +139,7 @@ class PE(wiring.Component):
         e3_chlo, e3_chhi = Signal(ch_shape), Signal(ch_shape)
         e3_oylo, e3_oyhi, e3_oxlo, e3_oxhi = Signal(p.y_w), Signal(p.y_w), Signal(p.x_w), Signal(p.x_w)
         e3_w0, e3_a0, e3_g0 = Signal(wa_w), Signal(aa_w), Signal(ga_w)
-        e3_gy0, e3_py0, e3_gx0, e3_px0 = Signal(p.y_w), Signal(8), Signal(p.x_w), Signal(8)
+        e3_gy0, e3_py0, e3_gx0, e3_px0 = Signal(p.y_w), Signal(p.pool_w), Signal(p.x_w), Signal(p.pool_w)
         # U0 expander
         cur_valid = Signal()
         cur_term, cur_delta = Signal.like(e1.term), Signal.like(e1.delta)
@@ -149,13 +149,13 @@ class PE(wiring.Component):
         w, w_row, w_ch = Signal(wa_w), Signal(wa_w), Signal(wa_w)
         a, a_row, a_ch = Signal(aa_w), Signal(aa_w), Signal(aa_w)
         g, g_row, g_ch = Signal(ga_w), Signal(ga_w), Signal(ga_w)
-        gy, gy0, py, py0 = Signal(p.y_w), Signal(p.y_w), Signal(8), Signal(8)
-        gx, gx0, px, px0 = Signal(p.x_w), Signal(p.x_w), Signal(8), Signal(8)
+        gy, gy0, py, py0 = Signal(p.y_w), Signal(p.y_w), Signal(p.pool_w), Signal(p.pool_w)
+        gx, gx0, px, px0 = Signal(p.x_w), Signal(p.x_w), Signal(p.pool_w), Signal(p.pool_w)
         # per-term steps, latched with the event
         dwx, dwy, dwc = Signal(wa_w), Signal(wa_w), Signal(wa_w)
         day, dac = Signal(aa_w), Signal(aa_w)
         dgy, dgc = Signal(ga_w), Signal(ga_w)
-        pym, pxm = Signal(8), Signal(8)
+        pym, pxm = Signal(p.pool_w), Signal(p.pool_w)
         ghc, gwc, gated_t = Signal(p.y_w + 1), Signal(p.x_w + 1), Signal()
 
         last = Signal()
@@ -350,7 +350,7 @@ class PE(wiring.Component):
         idx = Signal(range(p.touch_depth[pe] + 1))
         gc = Signal(range(own_max + 1))
         gyc, gxc = Signal(p.y_w), Signal(p.x_w)
-        ty, tx = Signal(8), Signal(8)
+        ty, tx = Signal(p.pool_w), Signal(p.pool_w)
         all_mode = flush | readout
 
         out_valid = Signal()
@@ -361,7 +361,7 @@ class PE(wiring.Component):
         # per-layer constants for the running layer
         own_l = Signal.like(gc)
         gh_l, gw_l = Signal(p.y_w + 1), Signal(p.x_w + 1)
-        pkh_l, pkw_l = Signal(8), Signal(8)
+        pkh_l, pkw_l = Signal(p.pool_w), Signal(p.pool_w)
         with m.Switch(layer):
             for l in p.layers:
                 with m.Case(l.index):
