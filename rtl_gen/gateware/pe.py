@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 from ..layouts import gate_state_layout, param_layout, pe_event_layout, syn_event_layout, touch_layout
 from ..limits import MULT_WIDTH
 from ..plan import HwPlan
+from .gate import GateRule
 from .mem import Mem
 
 __all__ = ["PE", "SYN_DEPTH"]
@@ -510,13 +511,11 @@ class PE(wiring.Component):
                    hn=(gcl["hn"], gcl["hn"]), bd=(gcl["bd"], gcl["bd"]), loc=(gcl["loc"], gcl["loc"]))
         g3_e, g3_v, g3_bd, g3_loc = g3["e"], g3["v"], g3["bd"], g3["loc"]
 
-        # G3: d += v - b; b = v; fire = |d| > H (flush: d != 0)
-        dn = Signal(signed(max(p.gate_delta_w, vw) + 2))
-        fire = Signal()
-        m.d.comb += [
-            dn.eq(g3_bdq.d + g3_v - g3_bdq.b),
-            fire.eq(Mux(flush, dn != 0, (dn > g3["h"]) | (dn < g3["hn"]))),
-        ]
+        # G3: the gate rule (gate.GateRule): d += v - b; b = v; fire = |d| > H (flush: d != 0)
+        m.submodules.rule = rule = GateRule(value_w=vw, delta_w=p.gate_delta_w, th_w=p.th_w)
+        m.d.comb += [rule.v.eq(g3_v), rule.b.eq(g3_bdq.b), rule.d.eq(g3_bdq.d), rule.h.eq(g3["h"]),
+                     rule.hn.eq(g3["hn"]), rule.flush.eq(flush), rule.memloss.eq(memloss)]
+        dn, fire = rule.dn, rule.fire
         gate_we = adv & g3_valid & ~readout
         m.d.comb += self.evald.eq(gate_we)
         with m.If(adv):
@@ -545,7 +544,7 @@ class PE(wiring.Component):
             m.d.comb += [
                 acc_r.addr.eq(gr["acc"]), acc_r.en.eq(adv),
                 bd_w.addr.eq(g3_bd), bd_w.en.eq(gate_we),
-                bd_w.data.b.eq(g3_v), bd_w.data.d.eq(Mux(memloss | fire, 0, dn)),
+                bd_w.data.b.eq(g3_v), bd_w.data.d.eq(rule.d_next),
                 t_w.addr.eq(g3_loc), t_w.data.eq(0), t_w.en.eq(adv & g3_valid),
             ]
             with m.If(~g_more & ~g_busy):

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..layouts import mem_event_layout, pe_event_layout
 from ..plan import STAT_WIDTH, HwPlan
+from .gate import GateRule
 from .mem import Mem
 from .pe import PE
 
@@ -153,6 +154,7 @@ class EvhwTop(wiring.Component):
         m.submodules.in_state = in_state = Mem(self.in_state_data, readmem=self.readmem)
         is_w = in_state.write_port()
         is_r = in_state.read_port()
+        m.submodules.in_rule = rule = GateRule(value_w=p.input_bits, delta_w=p.input_delta_bits, th_w=p.th_w)
         N = p.input_size
         _, H, W = p.input_shape
         sweep_ptr = Signal(range(N + 1))
@@ -226,15 +228,16 @@ class EvhwTop(wiring.Component):
                             m.d.sync += py.eq(py + 1)
                         with m.Else():
                             m.d.sync += [py.eq(0), pc.eq(pc + 1)]
-                # stage 1: the input gate rule on the pixel's state
+                # stage 1: the gate rule (gate.GateRule, shared with the PEs) on the pixel's state
                 in_w = ev_w[p.event_mems[0].buf]
-                dn = Signal(signed(p.input_delta_bits + 2))
-                fire = Signal()
+                h = Signal.like(in_th[0])
+                dn, fire = rule.dn, rule.fire
                 m.d.comb += [
-                    dn.eq(is_r.data.d + s1_x - is_r.data.b),
-                    fire.eq(Mux(flush, dn != 0, Mux(dn < 0, -dn, dn) > in_th[s1_c])),
+                    h.eq(in_th[s1_c]),
+                    rule.v.eq(s1_x), rule.b.eq(is_r.data.b), rule.d.eq(is_r.data.d), rule.h.eq(h),
+                    rule.hn.eq(-h), rule.flush.eq(flush), rule.memloss.eq(memloss),
                     is_w.addr.eq(s1_idx), is_w.en.eq(s1_valid),
-                    is_w.data.b.eq(s1_x), is_w.data.d.eq(Mux(memloss | fire, 0, dn)),
+                    is_w.data.b.eq(s1_x), is_w.data.d.eq(rule.d_next),
                     in_w.addr.eq(ev_n[0]), in_w.en.eq(s1_valid & fire),
                     in_w.data.c.eq(s1_c), in_w.data.y.eq(s1_y), in_w.data.x.eq(s1_xx),
                     in_w.data.delta.eq(dn),
