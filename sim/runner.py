@@ -37,6 +37,7 @@ from pathlib import Path
 
 from .job import ResultsError, new_run_id, read_results
 from .limits import MAX_THREADS, SIMULATORS
+from .regroup import REGROUP_VERSION, group_registers
 from rtl_gen.procs import run_group
 
 TIMESCALE = ("1ns", "1ps")
@@ -220,7 +221,7 @@ def _fingerprint(sources, simulator, waves=False, toplevel="evhw_top", threads=1
         h.update(Path(s).read_bytes())
     verilator = simulator == "verilator"
     h.update(json.dumps([simulator, toplevel, _build_args(simulator, threads), TIMESCALE, bool(waves),
-                         [_cxx_opt(), OPT_SLOW, TIMING_FIX, _public_vlt(toplevel)] if verilator else None,
+                         [_cxx_opt(), OPT_SLOW, TIMING_FIX, _public_vlt(toplevel)] if verilator else REGROUP_VERSION,
                          _tool_versions(simulator)]).encode())
     return h.hexdigest()
 
@@ -346,6 +347,10 @@ def _compile(sim_dir, sources, simulator, toplevel, waves, threads, fp, log, bui
     binary = _binary(sim_dir, simulator, toplevel)
     log = Path(log) if log else sim_dir / "build.log"
     args, srcs = _build_args(simulator, threads), [str(s) for s in sources]
+    if simulator == "icarus":                # one clocked process per module (sim.regroup): ~2x faster
+        grouped = sim_dir / f"{Path(sources[0]).stem}.icarus.v"
+        grouped.write_text(group_registers(Path(sources[0]).read_text())[0])
+        srcs[0] = str(grouped)
     if simulator == "icarus" and waves:      # cocotb's own dump module needs SystemVerilog (`string`)
         dump = sim_dir / "evhw_waves_dump.v"
         dump.write_text(DUMP_MODULE.format(path=final / f"{toplevel}.fst", top=toplevel))
