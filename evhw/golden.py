@@ -564,11 +564,8 @@ class EventModel:
         self.chunk_members = {g: _members(ids) for g, ids in self.chunk_ids.items() if ids is not None}
         self.chunk_flat = {g: ids.reshape(-1) for g, ids in self.chunk_ids.items() if ids is not None}
         self._convw, self._geo, self._pool_geo = {}, {}, {}    # per term / layer, prepared on first use
-        self._vparams = {}                                        # per layer: the value kernel's parameters
-        self._planes_cost = {}                                    # per conv term: MAC cost per input position
+        self._prep = {}                                           # tables prepared on first use (_once)
         self._send_bufs, self._sent_rows = {}, {}                 # per gate: see _send_buffer
-        self._full = {}                                           # per term: see _full_costs
-        self._fused = {}                                          # per layer: see _fusable
         self._planes = {g: int(np.prod(self.tensors[g].shape)) // self.tensors[g].channels for g in q.gates()}
         self.set_thresholds(thresholds if thresholds is not None else q.thresholds)
         self.reset()
@@ -848,23 +845,16 @@ class EventModel:
                 src = dl[term.src] = _Delta.of(deltas[term.src])
             if src.pos.size == 0:
                 continue
-            if not (self.compiled and term.kind == "conv"):
-                self._count_term(s, i, c, self._cost((s.name, i), src))
+            if self.compiled and term.kind == "conv":      # the same sums, scattered from the changed inputs
+                self._count_term(s, i, c, self._conv_compiled(s, i, src, acc, tmask))
+                continue
+            self._count_term(s, i, c, self._cost((s.name, i), src))
             if term.kind == "scale":
                 _add_rows(acc, src.pos, src.buf.take(src.pos, axis=0) * term.weight)
                 tmask[src.pos] |= src.nz
                 continue
             geo = self._geometry(s.name, i)
             g = term.attrs["groups"] if term.kind == "conv" else co        # a sum-pool: every channel alone
-            if term.kind == "conv" and self.compiled:      # the same sums, scattered from the changed inputs
-                cw = self._conv_weights(s.name, i)
-                wt, st = cw.per_input_as(src.dmax)
-                reach, ridx = (geo._reach, src.pos) if geo._reach is not None else \
-                    (geo.reach(src.pos), np.arange(src.pos.size))
-                macs = self.kernels.conv_scatter(acc, tmask, src.buf, src.pos, reach, ridx, wt, cw.shape[1],
-                                                   np.empty(wt.shape[1] * wt.shape[2], st), self._cost_plane((s.name, i)))
-                self._count_term(s, i, c, int(macs))
-                continue
             if g == 1:
                 out = geo.reached(src.pos)
                 tmask[out] = True
@@ -889,20 +879,27 @@ class EventModel:
             return int(np.count_nonzero(src.nz, axis=0) @ np.broadcast_to(cw, (n, 1, 1)).reshape(-1))
         return int((cw[0].reshape(-1)[src.pos] @ src.nz).sum())     # one cost plane for every channel
 
+    def _once(self, key, make):
+        """``make()``, computed on the first call for ``key`` and kept: this model's prepared tables."""
+        got = self._prep.get(key)
+        if got is None:
+            got = self._prep[key] = make()
+        return got
+
     def _full_costs(self, key):
         """A term's MAC (or accumulation) cost of every input element, flat (the literal path's counter)."""
-        got = self._full.get(key)
-        if got is None:
-            shape = self.tensors[self._term(key).src].shape
-            got = self._full[key] = np.ascontiguousarray(np.broadcast_to(self.costs[key], shape)).reshape(-1)
-        return got
+        shape = self.tensors[self._term(key).src].shape
+        return self._once(("full",) + key, lambda: np.ascontiguousarray(np.broadcast_to(self.costs[key], shape)).reshape(-1))
 
     def _cost_plane(self, key):
         """A conv term's MAC cost per input position (the same for every channel), flat."""
-        got = self._planes_cost.get(key)
-        if got is None:
-            got = self._planes_cost[key] = np.ascontiguousarray(self.costs[key][0].reshape(-1), np.int64)
-        return got
+        return self._once(("plane",) + key, lambda: np.ascontiguousarray(self.costs[key][0].reshape(-1), np.int64))
+
+    def _cost_channel(self, key):
+        """A scale term's operation cost per channel (one per channel, or one for all), as (C,) int64."""
+        cw, c = self.costs[key], self.tensors[self._term(key).src].channels
+        assert cw.shape[1:] == (1, 1), cw.shape
+        return self._once(("channel",) + key, lambda: np.ascontiguousarray(np.broadcast_to(cw.reshape(-1), (c,)), np.int64))
 
     def _geometry(self, layer, i):
         key = (layer, i)
@@ -927,14 +924,11 @@ class EventModel:
         """Whether layer ``s`` runs on compiled kernels only (:meth:`_layer_compiled`): a gated layer whose
         terms are convs (tabulated windows) and scales, with at most one max-pool (tabulated), a per-neuron
         gate and a policy without memory loss."""
-        got = self._fused.get(s.name)
-        if got is None:
-            got = (s.gated and len(s.pools) <= 1 and self.chunk_ids[s.name] is None and not self.policy.memory_loss
-                   and all(t.kind == "scale" or (t.kind == "conv" and self._geometry(s.name, i)._reach is not None)
-                           for i, t in enumerate(s.terms))
-                   and (not s.pools or self._pool_geometry(s)._reach is not None))
-            self._fused[s.name] = got
-        return got
+        return self._once(("fusable", s.name), lambda: bool(
+            s.gated and len(s.pools) <= 1 and self.chunk_ids[s.name] is None and not self.policy.memory_loss
+            and all(t.kind == "scale" or (t.kind == "conv" and self._geometry(s.name, i)._reach is not None)
+                    for i, t in enumerate(s.terms))
+            and (not s.pools or self._pool_geometry(s)._reach is not None)))
 
     def _layer_compiled(self, s: QLayer, deltas, dl, zero_th, c: LayerCount):
         """Layer ``s`` on the event path in compiled kernels (:meth:`_fusable`): one per term, then one for
@@ -949,14 +943,11 @@ class EventModel:
             if src is None:                                  # routed through a view: from the dense tensor
                 src = dl[term.src] = _Delta.of(deltas[term.src])
             if term.kind == "scale":
-                ops = k.scale_rows(acc, tmask, src.buf, src.pos, self._scale_weight(s, i), self._cost_channel((s.name, i)))
+                ops = int(k.scale_rows(acc, tmask, src.buf, src.pos, self._scale_weight(s, i),
+                                       self._cost_channel((s.name, i))))
             else:
-                cw = self._conv_weights(s.name, i)
-                wt, st = cw.per_input_as(src.dmax)
-                ops = k.conv_scatter(acc, tmask, src.buf, src.pos, self._geometry(s.name, i)._reach, src.pos, wt,
-                                     cw.shape[1], np.empty(wt.shape[1] * wt.shape[2], st),
-                                     self._cost_plane((s.name, i)))
-            self._count_term(s, i, c, int(ops))
+                ops = self._conv_compiled(s, i, src, acc, tmask)
+            self._count_term(s, i, c, ops)
         if s.pools:
             pre, pgeo = self._pre_pool(s), self._pool_geometry(s)
             preach, pgather = pgeo._reach, pgeo._gather
@@ -976,23 +967,19 @@ class EventModel:
         self._sent_rows[gname] = kept
         return dlt.dense(t.shape), dlt
 
-    def _scale_weight(self, s: QLayer, i):
-        key = ("scale", s.name, i)
-        got = self._vparams.get(key)
-        if got is None:
-            got = self._vparams[key] = np.ascontiguousarray(
-                np.broadcast_to(np.asarray(s.terms[i].weight, np.int64).reshape(-1), (s.acc_shape[0],)))
-        return got
+    def _conv_compiled(self, s: QLayer, i, src: _Delta, acc, tmask):
+        """Conv term ``i`` of ``s`` applied to the deltas ``src`` by :func:`golden_kernels.conv_scatter`
+        (into ``acc``, marking ``tmask``); returns its MAC count."""
+        cw, geo = self._conv_weights(s.name, i), self._geometry(s.name, i)
+        wt, sums = cw.per_input_as(src.dmax)
+        reach, ridx = (geo._reach, src.pos) if geo._reach is not None else (geo.reach(src.pos), np.arange(src.pos.size))
+        return int(self.kernels.conv_scatter(acc, tmask, src.buf, src.pos, reach, ridx, wt, cw.shape[1],
+                                             np.empty(wt.shape[1] * wt.shape[2], sums), self._cost_plane((s.name, i))))
 
-    def _cost_channel(self, key):
-        """A scale term's operation cost per channel (one per channel, or one for all), as (C,) int64."""
-        got = self._planes_cost.get(("channel",) + key)
-        if got is None:
-            cw = self.costs[key]
-            assert cw.shape[1:] == (1, 1), cw.shape
-            got = self._planes_cost[("channel",) + key] = np.ascontiguousarray(
-                np.broadcast_to(cw.reshape(-1), (self.tensors[self._term(key).src].channels,)), np.int64)
-        return got
+    def _scale_weight(self, s: QLayer, i):
+        """A scale term's per-channel weight as (C,) int64."""
+        return self._once(("scale", s.name, i), lambda: np.ascontiguousarray(
+            np.broadcast_to(np.asarray(s.terms[i].weight, np.int64).reshape(-1), (s.acc_shape[0],))))
 
     def _pool_geometry(self, s: QLayer):
         geo = self._pool_geo.get(s.name)
@@ -1008,13 +995,10 @@ class EventModel:
         pre = self.pre.get(s.name)
         if pre is None:
             co = s.acc_shape[0]
-            pre = self.pre[s.name] = np.empty((self._planes_acc(s) + 1, co), np.int64)
+            pre = self.pre[s.name] = np.empty((int(np.prod(s.acc_shape[1:])) + 1, co), np.int64)
             pre[:-1] = _rows(_pm(value_pre_pool(s, self.a[s.name])))
             pre[-1] = np.iinfo(np.int64).min
         return pre
-
-    def _planes_acc(self, s: QLayer):
-        return int(np.prod(s.acc_shape[1:]))
 
     def _values_rows(self, s: QLayer, acc, tmask, touched):
         """A gated spatial layer's values at the positions with an evaluated element: ``(positions, v,
@@ -1049,31 +1033,32 @@ class EventModel:
 
     def _value_params(self, s: QLayer):
         """:func:`value_pre_pool`'s parameters as :func:`golden_kernels.values_at` takes them."""
-        got = self._vparams.get(s.name)
-        if got is None:
-            c = s.acc_shape[0]
+        return self._once(("value", s.name), lambda: self._make_value_params(s))
 
-            def per(p, default=0):
-                return np.ascontiguousarray(np.broadcast_to(np.asarray(default if p is None else p, np.int64), (c,)))
-            big = np.iinfo(np.int64)
-            requant = s.mult is not None
-            shift = per(s.shift)
-            half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-            lo, hi = big.min, big.max                            # "none": no clamp before the output's
-            if s.act == "relu":
-                lo = 0
-            elif s.act == "relu6":
-                lo, hi = 0, s.act_hi
-            elif s.act == "clip":
-                lo = s.act_lo if s.act_lo is not None else s.out.lo
-                hi = s.act_hi if s.act_hi is not None else s.out.hi
-            elif s.act not in ("none", "leaky", "prelu"):
-                raise ConfigError(f"layer {s.name!r}: unknown activation {s.act!r}")
-            leaky = s.act in ("leaky", "prelu")
-            num, lshift = (per(s.leaky_num), int(s.leaky_shift)) if leaky else (per(0), 0)   # read only if used
-            got = self._vparams[s.name] = (per(s.bias), per(s.mult), half, shift, requant, int(lo), int(hi), leaky,
-                                           num, lshift, int(s.out.lo), int(s.out.hi))
-        return got
+    @staticmethod
+    def _make_value_params(s: QLayer):
+        c = s.acc_shape[0]
+
+        def per(p, default=0):
+            return np.ascontiguousarray(np.broadcast_to(np.asarray(default if p is None else p, np.int64), (c,)))
+        big = np.iinfo(np.int64)
+        requant = s.mult is not None
+        shift = per(s.shift)
+        half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+        lo, hi = big.min, big.max                            # "none": no clamp before the output's
+        if s.act == "relu":
+            lo = 0
+        elif s.act == "relu6":
+            lo, hi = 0, s.act_hi
+        elif s.act == "clip":
+            lo = s.act_lo if s.act_lo is not None else s.out.lo
+            hi = s.act_hi if s.act_hi is not None else s.out.hi
+        elif s.act not in ("none", "leaky", "prelu"):
+            raise ConfigError(f"layer {s.name!r}: unknown activation {s.act!r}")
+        leaky = s.act in ("leaky", "prelu")
+        num, lshift = (per(s.leaky_num), int(s.leaky_shift)) if leaky else (per(0), 0)   # read only if used
+        return (per(s.bias), per(s.mult), half, shift, requant, int(lo), int(hi), leaky,
+                num, lshift, int(s.out.lo), int(s.out.hi))
 
     def _gate_rows(self, gname, pos, v, ev, zero_th, counts: LayerCount):
         """:meth:`_gate` at the positions ``pos`` of a spatial gate: new values ``v`` and the evaluated

@@ -4,11 +4,11 @@ Each kernel does what the NumPy code it stands for does, element by element, on 
 in float32 only where :class:`ops.ConvWeights` proves every sum exact), so the results are the same
 integers. The NumPy event path stays the readable reference (``EventModel(kernels="numpy")``);
 tests/test_golden_fastpath.py and tests/test_golden_sparse.py run both against the literal reference
-path. Bool arrays are only read or written in loops of their own: mixed in one loop with integer
-arrays, they keep LLVM from vectorizing it.
+path. The hot inner loops each write one array: a loop that also wrote a second one (values and
+their evaluated mask, say) ran several times slower, unvectorized.
 
 Compiled on first use and cached by numba (in ``__pycache__`` beside this file, else numba's
-per-user cache; ``NUMBA_CACHE_DIR`` moves it): about 15 s once per machine.
+per-user cache; ``NUMBA_CACHE_DIR`` moves it): about 10 s once per machine (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -117,6 +117,7 @@ def _gate_rows(b, d, pos, v, ev, h, sigmadelta, buf, nz):
             pos[kept] = p
             kept += 1
     return n_ev, n_sent, big, kept
+
 
 gate_rows = _jit(_gate_rows)
 

@@ -1,8 +1,9 @@
 """Icarus-only preparation of the generated Verilog: one clocked process per module and clock.
 
 Yosys writes every flip-flop of the design as its own process, ``always @(posedge clk) q <= d;``:
-hundreds per PE. Icarus schedules each process on every clock edge, and that scheduling, not the
-logic, was half of its simulation time. :func:`group_registers` moves every such one-statement
+hundreds per PE. Icarus schedules each process on every clock edge; sharing one process per module
+and clock saves 10-27 % of its simulation time (docs/benchmarks.md, `docs/bench/icarus_regroup.py`).
+:func:`group_registers` moves every such one-statement
 process of a module into a single ``always @(posedge clk) begin ... end`` per clock at the end of
 the module. Same semantics: each statement is a non-blocking assignment to its own register, so
 their order within one process does not matter. Multi-line processes are left as they are.

@@ -1,8 +1,12 @@
 """Random networks and random redundant videos for property tests (seeded, every layer type)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
+from evhw.convert import convert
+from evhw.golden import Policy
 from evhw.ir import GraphBuilder
 
 
@@ -94,3 +98,21 @@ def random_video(seed, shape, frames=8, *, moving=0.2, step=12):
         cur = np.clip(cur + mask * rng.integers(-step, step + 1, size=shape), 0, 255)
         out.append(cur.copy())
     return np.stack(out).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=None)
+def small_net(seed):
+    """A converted small random network and 6 frames of its video: seed 0..7 (a CNN on 10x10) or
+    ``"mlp"``. Shared by the test modules: callers give the event model explicit thresholds (or set
+    them just before)."""
+    g = random_mlp(5) if seed == "mlp" else random_cnn(seed, size=10)
+    shape = (16,) if seed == "mlp" else g.input.attrs["shape"]
+    video = random_video(seed if seed != "mlp" else 3, shape, frames=6, moving=0.3, step=60)
+    return convert(g, video[:3]), video
+
+
+#: One policy of every kind, granularity and option the event path treats differently.
+POLICY_MIX = [Policy("evnet"), Policy("evnet", granularity="pixel"), Policy("evnet", granularity="block:2"),
+              Policy("evnet", init="warmup"), Policy("skipconv"), Policy("skipconv", norm_gate=True),
+              Policy("skipconv", reset_every=2), Policy("rrm", rrm_bound=0.01), Policy("dense"),
+              Policy("sigmadelta")]

@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from evhw import ops
-from evhw.convert import convert, set_thresholds
+from evhw.convert import set_thresholds
 from evhw.errors import ConfigError
 from evhw.golden import EventModel, Policy, _Geometry
 from evhw.ir import window_out
-from netgen import random_cnn, random_mlp, random_video
+from netgen import POLICY_MIX, small_net
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NETS = settings(max_examples=12, deadline=None,
@@ -116,32 +116,17 @@ def _same(x, y):
     return type(x) is type(y) and x == y
 
 
-_NETS = {}
-
-
-def _net(seed):
-    if seed not in _NETS:
-        g = random_mlp(5) if seed == "mlp" else random_cnn(seed, size=10)
-        shape = (16,) if seed == "mlp" else g.input.attrs["shape"]
-        video = random_video(seed if seed != "mlp" else 3, shape, frames=6, moving=0.3, step=60)
-        _NETS[seed] = (convert(g, video[:3]), video)
-    return _NETS[seed]
-
-
-POLICIES = [Policy("evnet"), Policy("evnet", granularity="pixel"), Policy("evnet", granularity="block:2"),
-            Policy("evnet", init="warmup"), Policy("skipconv"), Policy("skipconv", norm_gate=True),
-            Policy("skipconv", reset_every=2), Policy("rrm", rrm_bound=0.01), Policy("dense"), Policy("sigmadelta")]
 
 
 @pytest.mark.usefixtures("golden_kernels")
 @NETS
-@given(st.sampled_from(list(range(8)) + ["mlp"]), st.sampled_from(POLICIES),
+@given(st.sampled_from(list(range(8)) + ["mlp"]), st.sampled_from(POLICY_MIX),
        st.floats(0.0, 0.3), st.floats(0.0, 0.3), st.lists(st.sampled_from(["video", "same", "invert", "zeros", "max"]),
                                                            min_size=3, max_size=7))
 def test_sparse_event_path_equals_reference(seed, policy, th, in_th, script):
     """Random networks, thresholds and policies; frames that repeat (0 % change), flip every pixel
     (100 % change: x -> 255 - x, 0 <-> 255) or follow the video: same outputs, state and counters."""
-    q, video = _net(seed)
+    q, video = small_net(seed)
     try:
         ths = set_thresholds(q, th, input_threshold=in_th)
     except ConfigError:                 # a threshold past what the accumulator bound allows
@@ -163,7 +148,7 @@ def test_sparse_event_path_equals_reference(seed, policy, th, in_th, script):
 @pytest.mark.parametrize("seed", range(8))
 def test_still_frames_cost_nothing_and_change_nothing(seed):
     """0 % change after the flush: no event, no MAC, no gate evaluated, state untouched."""
-    q, video = _net(seed)
+    q, video = small_net(seed)
     set_thresholds(q, 0.05)
     m = EventModel(q, Policy("evnet"))
     m.step(video[0])
@@ -178,7 +163,7 @@ def test_still_frames_cost_nothing_and_change_nothing(seed):
 def test_state_replaced_from_outside_is_used():
     """Gate state assigned from outside (channel-major arrays, as tests/unit/test_pe.py does) is taken
     over by the position-major event path, not silently ignored."""
-    q, video = _net(0)
+    q, video = small_net(0)
     set_thresholds(q, 0.05)
     m, ref = EventModel(q, Policy("evnet")), EventModel(q, Policy("evnet"), reference=True)
     for x in (m, ref):
@@ -196,7 +181,7 @@ def test_untabulated_geometry_gives_the_same(monkeypatch):
     """Tap maps computed per call (as for a global pool over a large map) equal the tabulated ones."""
     monkeypatch.setattr(_Geometry, "TABLE_LIMIT", 0)
     for seed in (0, 1, 2):
-        q, video = _net(seed)
+        q, video = small_net(seed)
         ths = set_thresholds(q, 0.05)
         fast, ref = EventModel(q, Policy("evnet"), ths), EventModel(q, Policy("evnet"), ths, reference=True)
         assert fast._geometry(q.layers()[0].name, 0)._reach is None

@@ -27,5 +27,6 @@ def test_only_the_harness_inputs_are_writable_through_vpi():
     assert [n for d, n in ports if d == "output"] == list(tbwrap.TB_OUTPUTS)
     assert "public_flat" not in tbwrap.TEMPLATE             # one owner: the control file
 
+
 def test_a_design_run_directly_keeps_its_top_signals_public():
     assert _public_vlt("evhw_top") == '`verilator_config\npublic_flat_rw -module "evhw_top" -var "*"\n'

@@ -8,38 +8,23 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from evhw.convert import convert, set_thresholds
+from evhw.convert import set_thresholds
 from evhw.errors import ConfigError
 from evhw.golden import EventModel, Policy, StateInvariantError
-from netgen import random_cnn, random_mlp, random_video
+from netgen import POLICY_MIX, small_net
 
-_NETS = {}
-
-
-def _net(seed):
-    if seed not in _NETS:
-        g = random_mlp(5) if seed == "mlp" else random_cnn(seed, size=10)
-        shape = (16,) if seed == "mlp" else g.input.attrs["shape"]
-        video = random_video(seed if seed != "mlp" else 3, shape, frames=6, moving=0.3, step=60)
-        _NETS[seed] = (convert(g, video[:3]), video)
-    return _NETS[seed]
-
-
-POLICIES = [Policy("evnet"), Policy("evnet", granularity="pixel"), Policy("evnet", granularity="block:2"),
-            Policy("evnet", init="warmup"), Policy("skipconv"), Policy("skipconv", norm_gate=True),
-            Policy("skipconv", reset_every=2), Policy("rrm", rrm_bound=0.01), Policy("dense"), Policy("sigmadelta")]
 
 
 @pytest.mark.usefixtures("golden_kernels")
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(list(range(8)) + ["mlp"]), st.sampled_from(POLICIES), st.booleans(),
+@given(st.sampled_from(list(range(8)) + ["mlp"]), st.sampled_from(POLICY_MIX), st.booleans(),
        st.lists(st.tuples(st.sampled_from(["video", "same", "invert", "zeros"]), st.floats(0.0, 0.3)),
                 min_size=3, max_size=7))
 def test_invariants_hold_on_every_frame(seed, policy, reference, script):
     """Each frame may also bring new thresholds (lowered or raised): elements not reached keep their
     ``d``, which the bound follows (the largest threshold since the sequence started)."""
-    q, video = _net(seed)
+    q, video = small_net(seed)
     try:
         ths = [set_thresholds(q, th, input_threshold=th) for _, th in script]
     except ConfigError:                 # a threshold past what the accumulator bound allows
@@ -53,7 +38,7 @@ def test_invariants_hold_on_every_frame(seed, policy, reference, script):
 
 
 def test_d_bound_follows_the_largest_threshold_since_the_sequence_started():
-    q, video = _net(1)
+    q, video = small_net(1)
     hi, lo = set_thresholds(q, 0.2), set_thresholds(q, 0.02)
     m = EventModel(q, Policy("evnet"), hi)
     m.set_thresholds(lo)
@@ -68,7 +53,7 @@ def test_d_bound_follows_the_largest_threshold_since_the_sequence_started():
 @pytest.mark.parametrize("broken", ["b", "d", "pre", "input"])
 def test_a_broken_invariant_is_reported(broken):
     """The assertion mode is not vacuous: each kind of corrupted state is caught, naming the gate."""
-    q, video = _net(2)                  # a CNN with a max-pooled layer
+    q, video = small_net(2)                  # a CNN with a max-pooled layer
     m = EventModel(q, Policy("evnet"), set_thresholds(q, 0.05), check_state=True)
     for f in video[:3]:
         m.step(f)
