@@ -1201,7 +1201,11 @@ class EventModel:
           ``a``; the input gate's ``b`` is the last frame (``frame``, if given);
         * ``|d| <= d_bound(gate)`` (:meth:`d_bound`): ``d`` needs the bits of the threshold, not of
           the value;
-        * a max-pooled layer's pre-pool value buffer holds ``value(a)``.
+        * a max-pooled layer's pre-pool value buffer holds ``value(a)``;
+        * ``r = b - d``, the value the gate has transmitted so far (the sum of its sent changes), lies
+          in the gate tensor's value range ``lo..hi`` (every policy but sigmadelta: ``r`` changes only
+          when the element fires, to the value it had then), so one value-wide word ``r`` replaces
+          both ``b`` and ``d``: the gate sends ``v - r`` when ``|v - r| > H``.
         """
         def fail(what, gname, bad):
             idx = np.argwhere(bad)
@@ -1219,6 +1223,10 @@ class EventModel:
             bound = self.d_bound(gname).reshape(self._bshape(self.tensors[gname]))
             if np.any(np.abs(d) > bound):
                 fail("|d| above its bound", gname, np.abs(d) > bound)
+            if self.policy.kind != "sigmadelta":
+                t, r = self.tensors[gname], b - d
+                if np.any((r < t.lo) | (r > t.hi)):
+                    fail(f"b - d outside the value range {t.lo}..{t.hi}", gname, (r < t.lo) | (r > t.hi))
         for name, pre in self.pre.items():
             s = self.q.layer(name)
             want = _rows(_pm(value_pre_pool(s, self.a[name])))

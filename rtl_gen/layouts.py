@@ -53,4 +53,5 @@ def param_layout(plan):
 
 
 def gate_state_layout(plan):
-    return data.StructLayout({"b": signed(plan.gate_value_w), "d": signed(plan.gate_delta_w)})
+    """A PE's gate-state word: ``r``, the value the element has transmitted (gate.GateRule)."""
+    return data.StructLayout({"r": signed(plan.gate_value_w)})

@@ -170,8 +170,8 @@ class HwPlan:
     y_w: int
     x_w: int
     th_w: int
-    gate_value_w: int     # BD word: b (max value bits over gated layers) and d (max delta bits)
-    gate_delta_w: int
+    gate_value_w: int     # gate-state word r (gate.GateRule): max value bits over gated layers
+    input_r_w: int        # input-gate word r, unsigned: a pixel value (0 .. input hi)
     pool_w: int           # max-pool window counters: they hold 0 .. (largest combined pool side - 1)
     # per-PE memory depths and contents
     acc_depth: list = field(default_factory=list)
@@ -331,7 +331,7 @@ class HwPlan:
             y_w=max(max(s[1] for s in shapes).bit_length(), 1),
             x_w=max(max(s[2] for s in shapes).bit_length(), 1),
             th_w=max(max(ths).bit_length(), 1),
-            gate_value_w=max([l.value_bits for l in gl] + [2]), gate_delta_w=max([l.delta_bits for l in gl] + [2]),
+            gate_value_w=max([l.value_bits for l in gl] + [2]), input_r_w=max(int(tin.hi).bit_length(), 1),
             pool_w=max(max(max(l.pool) for l in layers) - 1, 1).bit_length())
         plan._layout(q)
         plan._share_event_memories()
@@ -467,7 +467,7 @@ class HwPlan:
     def memory_bits(self):
         """Memory sizes in bits: per PE and outside the PEs."""
         P = self.pes
-        bd_w = self.gate_value_w + self.gate_delta_w
+        bd_w = self.gate_value_w
         per_pe = []
         for pe in range(P):
             per_pe.append({
@@ -479,7 +479,7 @@ class HwPlan:
                 "params": len(self.params[pe]) * (self.bias_w + MULT_WIDTH + self.shift_w),
                 "thresholds": len(self.th_init[pe]) * self.th_w,
             })
-        shared = {"input_gate": self.input_size * (self.input_bits + self.input_delta_bits)}
+        shared = {"input_gate": self.input_size * self.input_r_w}
         for b in self.event_bufs:
             shared["events_" + "+".join(self.event_mems[i].tensor for i in b.tensors)] = b.depth * b.word_bits
         shared["cfg_map"] = len(self.cfg_map) * (max(P, 1).bit_length() + 16)

@@ -44,6 +44,7 @@ class Expected:
     events: dict                      # gated tensor -> events sent
     evaluated: dict                   # gated tensor -> gate elements evaluated
     updates: dict                     # layer -> synaptic updates (a += w * delta)
+    macs: dict                        # layer -> the part of ``updates`` on multiply terms (conv, linear)
 
     @property
     def total_updates(self):
@@ -58,17 +59,19 @@ def frame_flags(policy: Policy, t):
 
 
 def flush_updates(model: EventModel, vals):
-    """Synaptic updates per layer of a flush frame: (non-zero input value, reached accumulator) pairs."""
+    """Synaptic updates per layer of a flush frame: (non-zero input value, reached accumulator) pairs;
+    returns ``(updates, macs)``, ``macs`` the part on multiply terms."""
     q = model.q
-    up = {}
+    up, macs = {}, {}
     for s in q.layers():
-        n = 0
+        up[s.name] = macs[s.name] = 0
         for i, term in enumerate(s.terms):
             src = np.asarray(vals[term.src])
             cost = np.broadcast_to(model.costs[(s.name, i)], src.shape)
-            n += int((cost * (src != 0)).sum())
-        up[s.name] = n
-    return up
+            n = int((cost * (src != 0)).sum())
+            up[s.name] += n
+            macs[s.name] += n if term.is_mac else 0
+    return up, macs
 
 
 def expected_frames(q, frames, policy: Policy, thresholds=None):
@@ -90,13 +93,14 @@ def expected_frames(q, frames, policy: Policy, thresholds=None):
             vals = dense_forward(q, f)
             events = {g: int(np.count_nonzero(vals[g])) for g in gates}
             evaluated = {g: int(np.prod(tensors[g].shape)) for g in gates}
-            updates = flush_updates(model, vals)
+            updates, macs = flush_updates(model, vals)
         else:
             events = {g: int(r.layers[g].gate_t) for g in gates}
             evaluated = {g: int(r.layers[g].gate_u) for g in gates}
             updates = {s.name: int(r.layers[s.name].event_macs + r.layers[s.name].acc_ops) for s in q.layers()}
+            macs = {s.name: int(r.layers[s.name].event_macs) for s in q.layers()}
         out.append(Expected(t, flush, memloss, zero, [int(v) for v in np.asarray(r.output).reshape(-1)],
-                            events, evaluated, updates))
+                            events, evaluated, updates, macs))
     return out
 
 

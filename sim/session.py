@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from rtl_gen.builddir import BuildDir
+from rtl_gen.cycles import CycleModel, FrameWork
+from rtl_gen.plan import HwPlan
 
 from .job import Corruption, SimJob, new_run_id
 from .limits import MAX_STALL
@@ -21,19 +23,26 @@ from .tbwrap import CLOCK_NS, TB_TOP
 TB_MODULE = "sim.tb.evhw_top_tb"
 
 
-def timeout_ms(q, n_frames, *, pes=1, idle=0.0, stall=0.0):
-    """A generous simulated-time limit: per frame, pixels and outputs with their random gaps, every
-    synaptic update of a dense frame at a quarter of the ideal rate, four passes over all state."""
+def worst_frame(q):
+    """The cycle model's work of a frame in which everything changes: a flush frame that sends every
+    element of every tensor and performs every synaptic update of dense inference."""
     from evhw.golden import EventModel
     model = EventModel(q)
-    pixels = int(np.prod(q.input.shape))
-    outputs = int(np.prod(q.tensors()[q.output].shape))
-    dense = sum(model.dense_costs.values())
-    state = sum(int(np.prod(s.acc_shape)) + int(np.prod(s.out.shape)) for s in q.layers())
-    per_frame = (4 * pixels / (1 - min(idle, MAX_STALL)) + 4 * outputs / (1 - min(stall, MAX_STALL)) + 8 * dense / max(pes, 1)
-                 + 8 * state + 4 * pixels + 5000)
-    cycles = per_frame * n_frames + 10_000
-    return 4 * cycles * CLOCK_NS * 1e-6
+    tensors, gates = q.tensors(), q.gates()
+    every = {g: int(np.prod(tensors[g].shape)) for g in gates}
+    updates = {s.name: sum(model.dense_costs[(s.name, i)] for i in range(len(s.terms))) for s in q.layers()}
+    macs = {s.name: sum(model.dense_costs[(s.name, i)] for i, t in enumerate(s.terms) if t.is_mac)
+            for s in q.layers()}
+    return FrameWork(flush=True, events=every, evaluated=every, updates=updates, macs=macs)
+
+
+def timeout_ms(model: CycleModel, q, n_frames, *, idle=0.0, stall=0.0):
+    """A generous simulated-time limit: per frame, four times the cycle model's worst frame, plus the
+    pixels and outputs again for every random host gap."""
+    pixels, outputs = int(np.prod(q.input.shape)), int(np.prod(q.tensors()[q.output].shape))
+    gaps = pixels / (1 - min(idle, MAX_STALL)) + outputs / (1 - min(stall, MAX_STALL))
+    cycles = (4 * model.predict(worst_frame(q)) + 4 * gaps + 5000) * n_frames + 10_000
+    return cycles * CLOCK_NS * 1e-6
 
 
 def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_every=None, simulator="verilator",
@@ -67,27 +76,38 @@ def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_eve
                  seed=int(seed), idle=float(idle), stall=float(stall), assert_exact=bool(assert_exact),
                  corrupt=tuple(Corruption(**c) for c in corrupt or ()), keep=int(keep), sequences=int(sequences))
     job.save(run_dir / "job.json")
+    model = CycleModel.from_plan(HwPlan.from_qnet(q, pes=pes))
     if timeout is None:
-        timeout = timeout_ms(q, len(frames) * sequences, pes=pes, idle=idle, stall=stall)
+        timeout = timeout_ms(model, q, len(frames) * sequences, idle=idle, stall=stall)
     res = run_cocotb(build_dir, TB_MODULE, simulator=simulator, env={"EVHW_JOB": run_dir / "job.json", **(extra or {})},
                      seed=seed, timeout=timeout, run_dir=run_dir, waves=waves, run_id=job.run_id, results=job.results,
                      toplevel=TB_TOP, threads=threads)
-    return summarize(res, manifest, policy=policy, n_frames=len(frames) * sequences)
+    return summarize(res, manifest, policy=policy, n_frames=len(frames) * sequences, model=model)
 
 
-def summarize(res, manifest, *, policy, n_frames):
+def frame_work(row):
+    """A testbench result row's golden counts as the cycle model's :class:`rtl_gen.cycles.FrameWork`."""
+    e = row["expected"]
+    return FrameWork(flush=row["kind"] == "flush", events=e["events"], evaluated=e["evaluated"],
+                     updates=e["updates"], macs=e["macs"])
+
+
+def summarize(res, manifest, *, policy, n_frames, model=None):
     """Condense testbench results into the ``evhw sim --json`` object (``manifest``: the build's
-    :class:`rtl_gen.manifest.Manifest`)."""
+    :class:`rtl_gen.manifest.Manifest`; ``model``: the build's :class:`rtl_gen.cycles.CycleModel`,
+    for ``predicted_cycles_per_frame``)."""
     pes = manifest.pes
     rows = res["frames"]
     cycles = [int(r["stats"]["cycles"]) for r in rows]          # the RTL's own cycle counter
     ideal = [sum(r["expected"]["updates"].values()) / pes for r in rows]
+    predicted = [model.predict(frame_work(r)) for r in rows] if model is not None else None
     pe_frac = sum(sum(r["stats"]["pe_busy"]) for r in rows) / (pes * sum(cycles)) if sum(cycles) else None
     per_frame = []
-    for r, c, i in zip(rows, cycles, ideal):
+    for k, (r, c, i) in enumerate(zip(rows, cycles, ideal)):
         st = r["stats"]
         per_frame.append({"frame": r["frame"], "kind": r["kind"], "cycles": c, "cycles_tb": r["cycles_tb"],
-                          "ideal_cycles": i, "events": sum(r["expected"]["events"].values()),
+                          "ideal_cycles": i, "predicted_cycles": None if predicted is None else predicted[k],
+                          "events": sum(r["expected"]["events"].values()),
                           "events_got": sum(int(v) for v in st["events"].values()),
                           "updates": sum(r["expected"]["updates"].values()),
                           "updates_got": sum(int(v) for v in st["updates"].values()),
@@ -100,6 +120,7 @@ def summarize(res, manifest, *, policy, n_frames):
         "counters_match": bool(res["counters_match"]) and done,
         "cycles_per_frame": cycles,
         "ideal_cycles_per_frame": ideal,
+        "predicted_cycles_per_frame": predicted,
         "pe_busy_fraction": pe_frac,
         "simulator": res["simulator"],
         "pes": pes,

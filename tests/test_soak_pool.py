@@ -40,7 +40,7 @@ def test_pool_entries_repeat_and_cover_every_combination():
 def signature(plan):
     """Everything of a plan the Verilog holds besides memory contents."""
     keys = ("acc_w", "weight_w", "delta_w", "value_w", "out_w", "evt_w", "bias_w", "shift_w", "th_w",
-            "gate_value_w", "gate_delta_w", "c_w", "y_w", "x_w", "acc_depth", "bd_depth", "touch_depth", "touch_w")
+            "gate_value_w", "input_r_w", "c_w", "y_w", "x_w", "acc_depth", "bd_depth", "touch_depth", "touch_w")
     return ({k: getattr(plan, k) for k in keys}, plan.input_thresholds,
             [(l.act, l.act_hi, l.leaky_num, l.leaky_shift, l.lo, l.hi, l.acc_bits) for l in plan.layers],
             [len(w) for w in plan.weights], [len(p) for p in plan.params])

@@ -50,7 +50,7 @@ def test_d_bound_follows_the_largest_threshold_since_the_sequence_started():
     assert all(np.array_equal(sd.d_bound(g), np.maximum(hi[g], 1) // 2) for g in q.gates())
 
 
-@pytest.mark.parametrize("broken", ["b", "d", "pre", "input"])
+@pytest.mark.parametrize("broken", ["b", "d", "pre", "input", "r"])
 def test_a_broken_invariant_is_reported(broken):
     """The assertion mode is not vacuous: each kind of corrupted state is caught, naming the gate."""
     q, video = small_net(2)                  # a CNN with a max-pooled layer
@@ -63,7 +63,14 @@ def test_a_broken_invariant_is_reported(broken):
         m.pre[g][0, 0] += 1
     elif broken == "d":
         m.d[g][(0,) * m.d[g].ndim] = int(m.d_bound(g).max()) + 1
+    elif broken == "r":                 # b = f(a) and |d| <= H still hold: only b - d leaves the range
+        g = "input"                     # a frame holds pixels at 0 or 255: push b - d one past the edge
+        bound = m.d_bound(g).reshape(m._bshape(m.tensors[g]))
+        at = np.argwhere(((m.b[g] == 0) | (m.b[g] == 255)) & (bound >= 1))
+        assert len(at), "no pixel at an edge of its range with a threshold >= 1"
+        i = tuple(at[0])
+        m.d[g][i] = 1 if m.b[g][i] == 0 else -1
     else:
         m.b[g][(0,) * m.b[g].ndim] += 1
-    with pytest.raises(StateInvariantError, match=f"gate '{g}'"):
+    with pytest.raises(StateInvariantError, match=f"gate '{g}'.*{'b - d outside' if broken == 'r' else ''}"):
         m.verify_state(video[2])

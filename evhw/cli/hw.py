@@ -69,7 +69,8 @@ def sim(build, video, n_frames, simulator, policy, threshold, reset_every, seed,
 
     Ideal cycles of a frame = its synaptic updates / P: per layer, event frames count the golden
     model's event MACs + non-MAC accumulations; flush frames count the (non-zero input value,
-    reached accumulator) pairs of the dense values (the hardware sends only non-zero values)."""
+    reached accumulator) pairs of the dense values (the hardware sends only non-zero values).
+    Predicted cycles: the cycle model (docs/architecture.md §6) on the golden model's counts."""
     from ..flow.simulate import simulate_build
     res = simulate_build(build, video=video, n_frames=n_frames, simulator=simulator, policy=policy,
                          threshold=threshold, reset_every=reset_every, seed=seed, stall=stall, waves=waves,
@@ -112,9 +113,11 @@ def generate_table(q, manifest, out_dir):
 def sim_table(res):
     t = Table(title=f"evhw_top on {res['simulator']}, {res['pes']} PE(s): {res['policy']}, h={res['threshold']:g}, "
                     f"{res['frames']} frames of {res.get('video', '?')}")
-    for c in ("frame", "kind", "cycles", "ideal cycles", "events", "updates", "bit-exact"):
+    for c in ("frame", "kind", "cycles", "predicted", "ideal cycles", "events", "updates", "bit-exact"):
         t.add_column(c, justify="left" if c == "kind" else "right")
     for f in res["per_frame"]:
-        t.add_row(str(f["frame"]), f["kind"], f"{f['cycles']:,}", f"{f['ideal_cycles']:,.1f}", f"{f['events']:,}",
+        pred = f.get("predicted_cycles")
+        t.add_row(str(f["frame"]), f["kind"], f"{f['cycles']:,}", "-" if pred is None else f"{pred:,}",
+                  f"{f['ideal_cycles']:,.1f}", f"{f['events']:,}",
                   f"{f['updates']:,}", "yes" if f["bit_exact"] else "[bold red]NO[/]")
     return t

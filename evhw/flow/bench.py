@@ -118,6 +118,8 @@ def bench_hw(model=HW_MODEL, *, video=None, frames=HW_FRAMES, pes=HW_PES, dense_
             res["runs"].append({
                 "pes": p, "policy": pol, "bit_exact": s["bit_exact"], "cycles_per_frame": s["cycles_per_frame"],
                 "ideal_cycles_per_frame": s["ideal_cycles_per_frame"], "pe_busy_fraction": s["pe_busy_fraction"],
+                "predicted_cycles_per_frame": s["predicted_cycles_per_frame"],
+                "event_frames_predicted": float(np.mean([r["predicted_cycles"] for r in ev])) if ev else None,
                 "event_frames_cycles": float(np.mean([r["cycles"] for r in ev])) if ev else None,
                 "event_frames_ideal": float(np.mean([r["ideal_cycles"] for r in ev])) if ev else None,
                 "event_frames_syn_cycles": float(np.mean([r["syn_cycles"] for r in ev]))

@@ -14,10 +14,12 @@ from ..plan import HwPlan
 from .gate import GateRule
 from .mem import Mem
 
-__all__ = ["PE", "SYN_DEPTH"]
+__all__ = ["PE", "SYN_DEPTH", "GATE_DEPTH"]
 
 #: Cycles from accepting the last event to the last accumulator write (E1, E2, E3, expander, reads, RMW).
 SYN_DEPTH = 6
+#: Registered stages of the gate pipeline (G0 G1 GA GR GX GM GS GF GC G3 G4), from start to output.
+GATE_DEPTH = 11
 
 
 def _sh(n):
@@ -511,9 +513,9 @@ class PE(wiring.Component):
                    hn=(gcl["hn"], gcl["hn"]), bd=(gcl["bd"], gcl["bd"]), loc=(gcl["loc"], gcl["loc"]))
         g3_e, g3_v, g3_bd, g3_loc = g3["e"], g3["v"], g3["bd"], g3["loc"]
 
-        # G3: the gate rule (gate.GateRule): d += v - b; b = v; fire = |d| > H (flush: d != 0)
-        m.submodules.rule = rule = GateRule(value_w=vw, delta_w=p.gate_delta_w, th_w=p.th_w)
-        m.d.comb += [rule.v.eq(g3_v), rule.b.eq(g3_bdq.b), rule.d.eq(g3_bdq.d), rule.h.eq(g3["h"]),
+        # G3: the gate rule (gate.GateRule) on r, the transmitted value: fire = |v - r| > H (flush: v != r)
+        m.submodules.rule = rule = GateRule(value_shape=signed(p.gate_value_w), th_w=p.th_w)
+        m.d.comb += [rule.v.eq(g3_v), rule.r.eq(g3_bdq.r), rule.h.eq(g3["h"]),
                      rule.hn.eq(g3["hn"]), rule.flush.eq(flush), rule.memloss.eq(memloss)]
         dn, fire = rule.dn, rule.fire
         gate_we = adv & g3_valid & ~readout
@@ -544,7 +546,7 @@ class PE(wiring.Component):
             m.d.comb += [
                 acc_r.addr.eq(gr["acc"]), acc_r.en.eq(adv),
                 bd_w.addr.eq(g3_bd), bd_w.en.eq(gate_we),
-                bd_w.data.b.eq(g3_v), bd_w.data.d.eq(rule.d_next),
+                bd_w.data.r.eq(rule.r_next),
                 t_w.addr.eq(g3_loc), t_w.data.eq(0), t_w.en.eq(adv & g3_valid),
             ]
             with m.If(~g_more & ~g_busy):

@@ -46,7 +46,7 @@ class EvhwTop(wiring.Component):
     def __init__(self, plan: HwPlan, *, readmem=False):
         self.plan, self.readmem = plan, readmem
         p = plan
-        in_layout = data.StructLayout({"b": signed(p.input_bits), "d": signed(p.input_delta_bits)})
+        in_layout = data.StructLayout({"r": unsigned(p.input_r_w)})     # the pixel value transmitted so far
         self.in_state_data = MemoryData(shape=in_layout, depth=p.input_size, init=[])
         loc_max = max([loc for _, loc in p.cfg_map] + [1])
         self.cfg_layout = data.StructLayout({"target": range(p.pes + 1), "local": range(loc_max + 1)})
@@ -154,7 +154,7 @@ class EvhwTop(wiring.Component):
         m.submodules.in_state = in_state = Mem(self.in_state_data, readmem=self.readmem)
         is_w = in_state.write_port()
         is_r = in_state.read_port()
-        m.submodules.in_rule = rule = GateRule(value_w=p.input_bits, delta_w=p.input_delta_bits, th_w=p.th_w)
+        m.submodules.in_rule = rule = GateRule(value_shape=unsigned(p.input_r_w), th_w=p.th_w)
         N = p.input_size
         _, H, W = p.input_shape
         sweep_ptr = Signal(range(N + 1))
@@ -234,10 +234,10 @@ class EvhwTop(wiring.Component):
                 dn, fire = rule.dn, rule.fire
                 m.d.comb += [
                     h.eq(in_th[s1_c]),
-                    rule.v.eq(s1_x), rule.b.eq(is_r.data.b), rule.d.eq(is_r.data.d), rule.h.eq(h),
+                    rule.v.eq(s1_x), rule.r.eq(is_r.data.r), rule.h.eq(h),
                     rule.hn.eq(-h), rule.flush.eq(flush), rule.memloss.eq(memloss),
                     is_w.addr.eq(s1_idx), is_w.en.eq(s1_valid),
-                    is_w.data.b.eq(s1_x), is_w.data.d.eq(rule.d_next),
+                    is_w.data.r.eq(rule.r_next),
                     in_w.addr.eq(ev_n[0]), in_w.en.eq(s1_valid & fire),
                     in_w.data.c.eq(s1_c), in_w.data.y.eq(s1_y), in_w.data.x.eq(s1_xx),
                     in_w.data.delta.eq(dn),

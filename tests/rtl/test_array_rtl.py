@@ -99,6 +99,22 @@ def test_array_verilator(designs, require_simulator, net, pes):
     run_all(path, q, "verilator", seed=10 + pes, stall=0.3)
 
 
+@pytest.mark.parametrize("net, pes", [("cnn", 2), ("mlp", 1)])
+def test_predicted_cycles_within_ten_percent(designs, require_simulator, net, pes):
+    """``predicted_cycles_per_frame`` (rtl_gen.cycles, from the golden counts) against the RTL's cycle
+    counter, without host stalls: within 10 % on every event frame (docs/architecture.md §6)."""
+    require_simulator("verilator")
+    path, q = designs(net, pes)
+    res = simulate(path, q, frames_of(q), thresholds=thresholds(q, 0.02), simulator="verilator",
+                   run_dir=path / "run-predicted")
+    check(res)
+    kinds = [f["kind"] for f in res["per_frame"]]
+    assert kinds.count("event") >= 3
+    for kind, c, p in zip(kinds, res["cycles_per_frame"], res["predicted_cycles_per_frame"]):
+        if kind == "event":
+            assert abs(p - c) <= 0.10 * c, (c, p)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("net, pes", [("cnn", 1), ("mlp", 2)])
 def test_array_verilator_more(designs, require_simulator, net, pes):
@@ -169,7 +185,8 @@ def test_cli_generate_and_sim_json(tmp_path, capsys, require_simulator):
                          "--stall", "0.3", "--seed", "5", "--json")
     assert code == 0, err
     res = json.loads(out)
-    for key in ("frames", "bit_exact", "cycles_per_frame", "ideal_cycles_per_frame", "pe_busy_fraction",
+    for key in ("frames", "bit_exact", "cycles_per_frame", "ideal_cycles_per_frame", "predicted_cycles_per_frame",
+                "pe_busy_fraction",
                 "simulator", "pes", "policy", "threshold", "mismatches"):
         assert key in res
     assert res["frames"] == 3 and res["bit_exact"] and res["pes"] == 2 and res["simulator"] == "icarus"

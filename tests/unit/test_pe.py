@@ -131,15 +131,17 @@ def _gate_case(q, plan, lp, ql, layer, owned, mode, rng):
                           for c in owned for y in range(lp.gate_shape[1]) for x in range(lp.gate_shape[2]))
     else:
         out = ql.out
-        b0 = rng.integers(out.lo, out.hi + 1, size=out.shape)
+        r0 = rng.integers(out.lo, out.hi + 1, size=out.shape)        # r = b - d: a value once sent
         th = rng.integers(0, out.span // 4 + 1, size=out.channels)
         d0 = np.clip(rng.integers(-out.span // 4, out.span // 4 + 1, size=out.shape),
                      -th.reshape((-1,) + (1,) * (len(out.shape) - 1)), th.reshape((-1,) + (1,) * (len(out.shape) - 1)))
+        evaluated = np.ones(out.shape, bool) if mode == "flush" else (pool_reach(ql, touched) if ql.pools else touched)
+        # invariants: an element not reached has v == b; b - d lies in the value range
+        d0 = np.where(evaluated, d0, np.clip(d0, v - out.hi, v - out.lo))
+        b0 = np.where(evaluated, r0 + d0, v)
         if mode == "flush":
             b0[...] = 0
             d0[...] = 0
-        evaluated = np.ones(out.shape, bool) if mode == "flush" else (pool_reach(ql, touched) if ql.pools else touched)
-        b0 = np.where(evaluated, b0, v)        # invariant: an element not reached has v == b
         model = EventModel(q, Policy("skipconv" if mode == "memloss" else "evnet"))
         model.thresholds[layer] = th.astype(np.int64)
         model.b[layer], model.d[layer] = b0.copy(), d0.copy()
@@ -186,8 +188,8 @@ def test_gate_matches_golden(net, layer, P, pe_i, mode):
                 for gy in range(gh):
                     for gx in range(gw):
                         ctx.set(dut.bd_data[lp.gbase[pe_i] + (k * gh + gy) * gw + gx],
-                                {"b": int(b0.reshape(lp.gate_shape)[c, gy, gx]),
-                                 "d": int(d0.reshape(lp.gate_shape)[c, gy, gx])})
+                                {"r": int(b0.reshape(lp.gate_shape)[c, gy, gx])
+                                       - int(d0.reshape(lp.gate_shape)[c, gy, gx])})
             ctx.set(dut.th_we, 0)
         ctx.set(dut.layer, lp.index)
         ctx.set(dut.flush, mode == "flush")
@@ -225,4 +227,4 @@ def test_gate_matches_golden(net, layer, P, pe_i, mode):
             for gy in range(gh):
                 for gx in range(gw):
                     w = got["bd"][lp.gbase[pe_i] + (k * gh + gy) * gw + gx]
-                    assert (w.b, w.d) == (bb[c, gy, gx], dd[c, gy, gx]), (c, gy, gx)
+                    assert w.r == bb[c, gy, gx] - dd[c, gy, gx], (c, gy, gx)

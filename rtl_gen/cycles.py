@@ -1,0 +1,93 @@
+"""The executable cycle model: a frame's cycles predicted from its work (docs/architecture.md §6).
+
+The model follows the sequencer of ``gateware.top`` phase by phase, with the work of one frame as the
+golden model counts it (:class:`FrameWork`: events per tensor, gate evaluations per gated tensor,
+synaptic updates per layer and the part of them on multiply terms). It never looks at the RTL:
+``evhw sim --json`` reports its ``predicted_cycles_per_frame`` beside the RTL's own cycle counter,
+and the tests hold it to ±10 % on event frames.
+
+Per frame (the host streams pixels and takes outputs without gaps):
+
+* flush frames first sweep the state: ``max(pixels, deepest PE memory)`` cycles;
+* input: one pixel per cycle;
+* per layer, synaptic phase: the sequencer broadcasts one event per cycle at most, and each PE
+  performs one update per cycle. Channels are interleaved over the PEs, so the busiest PE holds
+  ``share = max_own / channels`` of the updates: of every event of a multiply term (conv, linear),
+  and of the events of the other terms (pools, residual adds: one channel each, so one PE) when
+  their channels are spread evenly; the PE's input registers absorb the unevenness between
+  events. So ``max(events, updates * share)``, then the pipeline drains (``SYN_DEPTH``);
+* per layer, gate phase: every PE walks its evaluated elements (``taps`` cycles each, the max-pool
+  window) in parallel while the arbiter writes one event per cycle: ``max(evaluated * taps *
+  max_own / channels, events)`` plus the pipeline (``GATE_DEPTH``); the readout streams every output
+  value, one per cycle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .gateware.pe import GATE_DEPTH, SYN_DEPTH
+from .plan import HwPlan
+
+__all__ = ["FrameWork", "CycleModel", "PHASE_TURN"]
+
+#: Cycles the sequencer spends on a phase besides its work: a term's first read and its end, the
+#: drain check, the gate-start pulse and the all-idle check.
+PHASE_TURN = 2
+
+
+@dataclass(frozen=True)
+class FrameWork:
+    """One frame's work, as the golden model counts it (docs/architecture.md §2, event counts)."""
+    flush: bool
+    events: dict        # tensor ("input", gated layers) -> events sent
+    evaluated: dict     # gated tensor -> gate elements evaluated
+    updates: dict       # layer -> synaptic updates (every term)
+    macs: dict          # layer -> the part of ``updates`` on multiply terms (conv, linear)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    name: str
+    readout: bool
+    share: float        # max over PEs of owned channels / channels: the busiest PE's part of a broadcast
+    taps: int           # gate-pipeline cycles per evaluated element (max-pool window)
+    terms: int
+    sources: tuple      # the tensor each term replays
+    outputs: int        # readout: values streamed
+
+
+@dataclass(frozen=True)
+class CycleModel:
+    pixels: int
+    sweep: int          # cycles of the flush sweep
+    layers: tuple
+
+    @classmethod
+    def from_plan(cls, plan: HwPlan) -> "CycleModel":
+        layers = []
+        for l in plan.layers:
+            c = l.acc_shape[0]
+            layers.append(_Layer(name=l.name, readout=l.readout, share=max(l.own) / c,
+                                 taps=int(l.pool[0] * l.pool[1]), terms=len(l.terms),
+                                 sources=tuple(plan.terms[t].src for t in l.terms),
+                                 outputs=int(l.gate_shape[0] * l.gate_shape[1] * l.gate_shape[2])))
+        deepest = max(max(a, b, t) for a, b, t in zip(plan.acc_depth, plan.bd_depth, plan.touch_depth))
+        return cls(pixels=plan.input_size, sweep=max(plan.input_size, deepest), layers=tuple(layers))
+
+    def phases(self, w: FrameWork) -> dict:
+        """Predicted cycles of each phase of one frame: ``{"sweep", "input", "<layer>.syn", "<layer>.gate"}``."""
+        out = {"sweep": self.sweep + PHASE_TURN if w.flush else 0, "input": self.pixels + PHASE_TURN}
+        for l in self.layers:
+            events = sum(w.events.get(src, 0) for src in l.sources)
+            work = max(events, w.updates.get(l.name, 0) * l.share)
+            out[f"{l.name}.syn"] = (work + SYN_DEPTH if events else 0) + l.terms + PHASE_TURN
+            if l.readout:
+                walk = l.outputs
+            else:
+                walk = max(w.evaluated.get(l.name, 0) * l.taps * l.share, w.events.get(l.name, 0))
+            out[f"{l.name}.gate"] = (walk + GATE_DEPTH if walk else 0) + PHASE_TURN
+        return out
+
+    def predict(self, w: FrameWork) -> int:
+        """Predicted cycles of one frame (the RTL's ``cycles`` counter)."""
+        return round(sum(self.phases(w).values()))
