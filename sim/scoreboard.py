@@ -16,7 +16,8 @@ Per frame ``t`` (docs/architecture.md §2):
   (``input`` included), synaptic updates ``event_macs + acc_ops`` per layer.
 * Outputs: the readout of every frame, in the output tensor's order (``FrameResult.output``).
 
-``ideal_cycles = total synaptic updates / P`` (one update per PE per cycle).
+``ideal_cycles = max(input pixels, total synaptic updates / P)`` (one pixel per cycle in, one update
+per PE per cycle), computed by ``sim.session.summarize``.
 
 A mismatch is a dict ``{frame, what, expected, got, kind}``; ``kind`` is ``exact`` for outputs,
 the ``last`` flag and event counts (these decide ``bit_exact``) and ``counter`` for the
@@ -45,6 +46,8 @@ class Expected:
     evaluated: dict                   # gated tensor -> gate elements evaluated
     updates: dict                     # layer -> synaptic updates (a += w * delta)
     macs: dict                        # layer -> the part of ``updates`` on multiply terms (conv, linear)
+    arrivals: list                    # positions in the pixel stream of the input events (cycle model)
+    per_channel: dict                 # gated tensor -> events per channel (cycle model)
 
     @property
     def total_updates(self):
@@ -74,6 +77,21 @@ def flush_updates(model: EventModel, vals):
     return up, macs
 
 
+def fired(model: EventModel, before, zero_thresholds):
+    """Per gated tensor, the mask of the elements that sent an event on the frame just stepped (an
+    event frame), from the golden gate states around it: an element fires iff ``|v - r| > H`` with
+    ``v`` its new value (``b`` after) and ``r = b - d`` before (docs/semantics.md §4, state
+    invariants); ``before``: ``{gate: (b, d)}`` copied before the step."""
+    out = {}
+    for g, (b0, d0) in before.items():
+        th = np.asarray(model.thresholds[g], np.int64).reshape(-1)
+        c = model.tensors[g].channels
+        h = np.zeros(c, np.int64) if zero_thresholds else np.broadcast_to(th, (c,))
+        b1 = np.asarray(model.b[g]).reshape(c, -1)
+        out[g] = np.abs(b1 - (b0 - d0).reshape(c, -1)) > h[:, None]
+    return out
+
+
 def expected_frames(q, frames, policy: Policy, thresholds=None):
     """The list of :class:`Expected` for ``frames`` (a fresh sequence)."""
     if policy.kind not in HW_POLICIES:
@@ -87,6 +105,7 @@ def expected_frames(q, frames, policy: Policy, thresholds=None):
     out = []
     for t, f in enumerate(frames):
         flush, memloss, zero = frame_flags(policy, t)
+        before = None if flush else {g: (model.b[g].copy(), model.d[g].copy()) for g in gates}
         r = model.step(f)
         assert (r.kind == "flush") == flush, (r.kind, flush)
         if flush:
@@ -94,13 +113,17 @@ def expected_frames(q, frames, policy: Policy, thresholds=None):
             events = {g: int(np.count_nonzero(vals[g])) for g in gates}
             evaluated = {g: int(np.prod(tensors[g].shape)) for g in gates}
             updates, macs = flush_updates(model, vals)
+            sent = {g: np.asarray(vals[g]).reshape(tensors[g].channels, -1) != 0 for g in gates}
         else:
+            sent = fired(model, before, zero)
             events = {g: int(r.layers[g].gate_t) for g in gates}
             evaluated = {g: int(r.layers[g].gate_u) for g in gates}
             updates = {s.name: int(r.layers[s.name].event_macs + r.layers[s.name].acc_ops) for s in q.layers()}
             macs = {s.name: int(r.layers[s.name].event_macs) for s in q.layers()}
+        assert {g: int(m.sum()) for g, m in sent.items()} == events, "fired masks disagree with the counts"
         out.append(Expected(t, flush, memloss, zero, [int(v) for v in np.asarray(r.output).reshape(-1)],
-                            events, evaluated, updates, macs))
+                            events, evaluated, updates, macs, np.flatnonzero(sent["input"]).tolist(),
+                            {g: m.sum(axis=1).tolist() for g, m in sent.items()}))
     return out
 
 

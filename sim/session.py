@@ -33,7 +33,8 @@ def worst_frame(q):
     updates = {s.name: sum(model.dense_costs[(s.name, i)] for i in range(len(s.terms))) for s in q.layers()}
     macs = {s.name: sum(model.dense_costs[(s.name, i)] for i, t in enumerate(s.terms) if t.is_mac)
             for s in q.layers()}
-    return FrameWork(flush=True, events=every, evaluated=every, updates=updates, macs=macs)
+    return FrameWork(flush=True, events=every, evaluated=every, updates=updates, macs=macs,
+                     arrivals=tuple(range(every["input"])))
 
 
 def timeout_ms(model: CycleModel, q, n_frames, *, idle=0.0, stall=0.0):
@@ -89,7 +90,8 @@ def frame_work(row):
     """A testbench result row's golden counts as the cycle model's :class:`rtl_gen.cycles.FrameWork`."""
     e = row["expected"]
     return FrameWork(flush=row["kind"] == "flush", events=e["events"], evaluated=e["evaluated"],
-                     updates=e["updates"], macs=e["macs"])
+                     updates=e["updates"], macs=e["macs"], arrivals=tuple(e["arrivals"]),
+                     per_channel=e["per_channel"])
 
 
 def summarize(res, manifest, *, policy, n_frames, model=None):
@@ -99,7 +101,8 @@ def summarize(res, manifest, *, policy, n_frames, model=None):
     pes = manifest.pes
     rows = res["frames"]
     cycles = [int(r["stats"]["cycles"]) for r in rows]          # the RTL's own cycle counter
-    ideal = [sum(r["expected"]["updates"].values()) / pes for r in rows]
+    # the input transfer (one pixel per cycle) or one update per PE per cycle, whichever is longer
+    ideal = [max(manifest.input.pixels, sum(r["expected"]["updates"].values()) / pes) for r in rows]
     predicted = [model.predict(frame_work(r)) for r in rows] if model is not None else None
     pe_frac = sum(sum(r["stats"]["pe_busy"]) for r in rows) / (pes * sum(cycles)) if sum(cycles) else None
     per_frame = []

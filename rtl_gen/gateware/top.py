@@ -163,7 +163,8 @@ class EvhwTop(wiring.Component):
         s1_valid, s1_x = Signal(), Signal(9)
         s1_c, s1_y, s1_xx, s1_idx = Signal.like(pc), Signal.like(py), Signal.like(px), Signal.like(pix_n)
 
-        # ---- replay engine
+        # ---- replay engine (overlapping the input phase when the first term replays the input)
+        overlap_input = p.terms[p.layers[0].terms[0]].src_mem == p.event_mems[0].index
         r_idx = Signal(range(max(e.depth for e in p.event_mems) + 1))
         r_valid = Signal()
         all_ready = Signal()
@@ -199,7 +200,8 @@ class EvhwTop(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [flush.eq(self.start_flush), memloss.eq(self.start_memloss),
-                                 sweep_ptr.eq(0), pix_n.eq(0), pc.eq(0), py.eq(0), px.eq(0)]
+                                 sweep_ptr.eq(0), pix_n.eq(0), pc.eq(0), py.eq(0), px.eq(0),
+                                 li.eq(0), ti.eq(p.layers[0].terms[0]), r_idx.eq(0), r_valid.eq(0)]
                     m.d.sync += [c.eq(0) for c in all_counters]
                     m.d.sync += [n.eq(0) for n in ev_n]
                     for pe in pes:
@@ -246,9 +248,18 @@ class EvhwTop(wiring.Component):
                     m.d.sync += c_eval[0].eq(c_eval[0] + 1)
                     with m.If(fire):
                         m.d.sync += [ev_n[0].eq(ev_n[0] + 1), c_events[0].eq(c_events[0] + 1)]
+                if overlap_input:
+                    # the first layer's first term replays the input events while they arrive: the
+                    # replay chases the input gate's write pointer (ev_n[0]) and waits when caught up
+                    for pe in pes:
+                        m.d.comb += pe.syn.valid.eq(take)
+                    with m.If(slot):
+                        with m.If(r_idx < r_cnt):
+                            m.d.sync += [r_idx.eq(r_idx + 1), r_valid.eq(1)]
+                        with m.Else():
+                            m.d.sync += r_valid.eq(0)
                 with m.If((pix_n == N) & ~s1_valid):
-                    m.d.sync += [li.eq(0), ti.eq(p.layers[0].terms[0]), r_idx.eq(0), r_valid.eq(0)]
-                    m.next = "SYN"
+                    m.next = "SYN"              # the term goes on (or starts) where the input left it
             with m.State("SYN"):
                 m.d.sync += c_syn.eq(c_syn + 1)
                 # broadcast: an event is transferred only when every PE takes it, so each PE sees

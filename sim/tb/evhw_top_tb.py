@@ -217,7 +217,8 @@ async def frames_match_golden(dut):
                 new.append(sb.record(t, p, True, False))
             res["frames"].append({"frame": t, "kind": "flush" if e.flush else "event", "cycles_tb": cycles_tb,
                                   "stats": stats, "expected": {"events": e.events, "evaluated": e.evaluated,
-                                                               "updates": e.updates, "macs": e.macs},
+                                                               "updates": e.updates, "macs": e.macs,
+                                                               "arrivals": e.arrivals, "per_channel": e.per_channel},
                                   "bit_exact": not any(m["kind"] == "exact" for m in new),
                                   "mismatches": len(new)})
             res["bit_exact"], res["counters_match"] = sb.bit_exact, sb.counters_match

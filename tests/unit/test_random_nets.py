@@ -19,7 +19,7 @@ from rtl_gen.errors import UnsupportedHardwareError
 from rtl_gen.gateware.top import EvhwTop
 from rtl_gen.cycles import CycleModel, FrameWork
 from rtl_gen.plan import HwPlan
-from sim.scoreboard import flush_updates
+from sim.scoreboard import fired, flush_updates
 
 #: the simulated cases: (kind, seed) of evhw.flow.netgen; together they hold every layer feature of
 #: FEATURES (test_cases_cover_the_hardware_features)
@@ -101,23 +101,29 @@ def _golden(q, frames, modes, th):
                 model.policy = Policy("skipconv" if mode == "memloss" else "evnet")
                 if mode == "flush" and i > 0:
                     model.reset()
-                res.append(model.step(frame))
+                before = {g: (model.b[g].copy(), model.d[g].copy()) for g in q.gates()} if mode != "flush" else None
+                r = model.step(frame)
+                res.append((r, None if r.kind == "flush" else fired(model, before, False)))
             return modes, res
         except AccumulatorOverflowError:
             modes = modes[:i] + ["evnet"] + modes[i + 1:]
 
 
-def _work(q, model, frame, mode, res):
+def _work(q, model, frame, mode, golden):
     """The frame's golden work for the cycle model (as sim.scoreboard counts it for the hardware)."""
     gates = q.gates()
+    res, sent = golden
     if mode == "flush":
         vals = dense_forward(q, frame)
         updates, macs = flush_updates(model, vals)
+        sent = {g: np.asarray(vals[g]).reshape(q.tensors()[g].channels, -1) != 0 for g in gates}
         return FrameWork(True, {g: int(np.count_nonzero(vals[g])) for g in gates},
-                         {g: int(np.prod(q.tensors()[g].shape)) for g in gates}, updates, macs)
+                         {g: int(np.prod(q.tensors()[g].shape)) for g in gates}, updates, macs,
+                         tuple(np.flatnonzero(sent["input"])), {g: m.sum(axis=1) for g, m in sent.items()})
     return FrameWork(False, {g: res.layers[g].gate_t for g in gates}, {g: res.layers[g].gate_u for g in gates},
                      {l.name: res.layers[l.name].event_macs + res.layers[l.name].acc_ops for l in q.layers()},
-                     {l.name: res.layers[l.name].event_macs for l in q.layers()})
+                     {l.name: res.layers[l.name].event_macs for l in q.layers()},
+                     tuple(np.flatnonzero(sent["input"])), {g: m.sum(axis=1) for g, m in sent.items()})
 
 
 async def _wait(ctx, sig, limit, what):
@@ -202,11 +208,12 @@ def run_random(q, P, seed, n_frames, stalls=True):
     sim.run()
 
     events = 0
-    for i, (frame, mode, res, (out, stats, stall), pred) in enumerate(zip(frames, modes, want, got, predicted)):
+    for i, (frame, mode, (res, sent), (out, stats, stall), pred) in enumerate(zip(frames, modes, want, got,
+                                                                                  predicted)):
         where = f"frame {i} ({mode}, {msg})"
         if not stall and mode != "flush":   # the executable cycle model, on frames without host stalls
             assert abs(stats["cycles"] - pred) <= 0.10 * stats["cycles"], f"{where}: {stats['cycles']} cycles, " \
-                f"{pred} predicted; phases {cm.phases(_work(q, costs, frame, mode, res))}, stats {stats}"
+                f"{pred} predicted; phases {cm.phases(_work(q, costs, frame, mode, (res, sent)))}, stats {stats}"
             CHECKED.append(stats["cycles"] / pred)
         assert out == res.output.reshape(-1).tolist(), f"{where}: output"
         gates = q.gates()
