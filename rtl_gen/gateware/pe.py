@@ -16,8 +16,8 @@ from .mem import Mem
 
 __all__ = ["PE", "SYN_DEPTH", "GATE_DEPTH"]
 
-#: Cycles from accepting the last event to the last accumulator write (E1, E2, E3, expander, reads, RMW).
-SYN_DEPTH = 6
+#: Cycles from accepting the last event to the last accumulator write (E1, E2, EP, E3, expander, reads, RMW).
+SYN_DEPTH = 7
 #: Registered stages of the gate pipeline (G0 G1 GA GR GX GM GS GF GC G3 G4), from start to output.
 GATE_DEPTH = 11
 
@@ -136,6 +136,15 @@ class PE(wiring.Component):
         e2_ny, e2_nx = Signal(signed(sw)), Signal(signed(sw))
         e2_chlo, e2_chhi = Signal(ch_shape), Signal(ch_shape)
         e2_oylo, e2_oyhi, e2_oxlo, e2_oxhi = Signal(p.y_w), Signal(p.y_w), Signal(p.x_w), Signal(p.x_w)
+        # EP
+        ep_valid = Signal()
+        ep_term, ep_delta = Signal.like(e1.term), Signal.like(e1.delta)
+        ep_chlo, ep_chhi = Signal(ch_shape), Signal(ch_shape)
+        ep_oylo, ep_oyhi, ep_oxlo, ep_oxhi = Signal(p.y_w), Signal(p.y_w), Signal(p.x_w), Signal(p.x_w)
+        ep_wc, ep_wy, ep_wx = Signal(wa_w), Signal(wa_w), Signal(wa_w)
+        ep_ac, ep_ay = Signal(aa_w), Signal(aa_w)
+        ep_gc, ep_gy = Signal(ga_w), Signal(ga_w)
+        ep_gy0, ep_gx0, ep_py0, ep_px0 = Signal(p.y_w), Signal(p.x_w), Signal(p.pool_w), Signal(p.pool_w)
         # E3
         e3_valid = Signal()
         e3_term, e3_delta = Signal.like(e1.term), Signal.like(e1.delta)
@@ -162,12 +171,13 @@ class PE(wiring.Component):
         ghc, gwc, gated_t = Signal(p.y_w + 1), Signal(p.x_w + 1), Signal()
 
         last = Signal()
-        cur_ready, e3_ready, e2_ready, e1_ready = Signal(), Signal(), Signal(), Signal()
+        cur_ready, e3_ready, ep_ready, e2_ready, e1_ready = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
             last.eq((ox == ox_hi) & (oy == oy_hi) & (ch == ch_hi)),
             cur_ready.eq(~cur_valid | last),
             e3_ready.eq(~e3_valid | cur_ready),
-            e2_ready.eq(~e2_valid | e3_ready),
+            ep_ready.eq(~ep_valid | e3_ready),
+            e2_ready.eq(~e2_valid | ep_ready),
             e1_ready.eq(~e1_valid | e2_ready),
             self.syn.ready.eq(~sweeping & ~gating & e1_ready),
         ]
@@ -226,11 +236,12 @@ class PE(wiring.Component):
                          e2_chlo.eq(n["chlo"]), e2_chhi.eq(n["chhi"]), e2_oylo.eq(n["oylo"]), e2_oyhi.eq(n["oyhi"]),
                          e2_oxlo.eq(n["oxlo"]), e2_oxhi.eq(n["oxhi"])]
 
-        # E3: the first update's weight, accumulator and gate addresses (constant multiplies only)
-        with m.If(e3_ready):
-            m.d.sync += [e3_valid.eq(e2_valid), e3_term.eq(e2_term), e3_delta.eq(e2_delta),
-                         e3_chlo.eq(e2_chlo), e3_chhi.eq(e2_chhi), e3_oylo.eq(e2_oylo), e3_oyhi.eq(e2_oyhi),
-                         e3_oxlo.eq(e2_oxlo), e3_oxhi.eq(e2_oxhi)]
+        # EP: the products of the first update's addresses (constant multiplies, registered so that
+        # they map onto DSP blocks between flip-flops, or onto LUTs, off the sums' path)
+        with m.If(ep_ready):
+            m.d.sync += [ep_valid.eq(e2_valid), ep_term.eq(e2_term), ep_delta.eq(e2_delta),
+                         ep_chlo.eq(e2_chlo), ep_chhi.eq(e2_chhi), ep_oylo.eq(e2_oylo), ep_oyhi.eq(e2_oyhi),
+                         ep_oxlo.eq(e2_oxlo), ep_oxhi.eq(e2_oxhi)]
             with m.Switch(e2_term):
                 for t in p.terms:
                     lay = p.layers[t.layer]
@@ -240,24 +251,38 @@ class PE(wiring.Component):
                         if t.kind == "conv":
                             ky0 = e2_ny - (e2_oylo << _sh(t.stride[0]))
                             kx0 = e2_nx - (e2_oxlo << _sh(t.stride[1]))
-                            m.d.sync += e3_w0.eq(t.wbase[pe] + e2_c * (kh * kw) + ky0 * kw + kx0)
+                            m.d.sync += [ep_wc.eq(e2_c * (kh * kw)), ep_wy.eq(ky0 * kw), ep_wx.eq(kx0)]
                         elif t.kind == "linear":
-                            m.d.sync += e3_w0.eq(t.wbase[pe] + e2_c * (sh_ * sw_) + e2_ny * sw_ + e2_nx)
+                            m.d.sync += [ep_wc.eq(e2_c * (sh_ * sw_)), ep_wy.eq(e2_ny * sw_), ep_wx.eq(e2_nx)]
                         elif t.kind == "scale":
-                            m.d.sync += e3_w0.eq(t.wbase[pe] + e2_chlo)
+                            m.d.sync += [ep_wc.eq(e2_chlo), ep_wy.eq(0), ep_wx.eq(0)]
                         else:
-                            m.d.sync += e3_w0.eq(t.wbase[pe])
+                            m.d.sync += [ep_wc.eq(0), ep_wy.eq(0), ep_wx.eq(0)]
                         _, ah, aw = lay.acc_shape
-                        m.d.sync += e3_a0.eq(lay.abase[pe] + e2_chlo * (ah * aw) + e2_oylo * aw + e2_oxlo)
+                        m.d.sync += [ep_ac.eq(e2_chlo * (ah * aw)), ep_ay.eq(e2_oylo * aw)]
                         if lay.gated:
                             _, gh, gw = lay.gate_shape
                             pky, pkx = lay.pool
                             gy_ = e2_oylo // pky if pky > 1 else e2_oylo
                             gx_ = e2_oxlo // pkx if pkx > 1 else e2_oxlo
-                            m.d.sync += [e3_g0.eq(e2_chlo * (gh * gw) + gy_ * gw + gx_), e3_gy0.eq(gy_),
-                                         e3_gx0.eq(gx_),
-                                         e3_py0.eq(e2_oylo % pky if pky > 1 else 0),
-                                         e3_px0.eq(e2_oxlo % pkx if pkx > 1 else 0)]
+                            m.d.sync += [ep_gc.eq(e2_chlo * (gh * gw)), ep_gy.eq(gy_ * gw), ep_gy0.eq(gy_),
+                                         ep_gx0.eq(gx_),
+                                         ep_py0.eq(e2_oylo % pky if pky > 1 else 0),
+                                         ep_px0.eq(e2_oxlo % pkx if pkx > 1 else 0)]
+
+        # E3: the first update's weight, accumulator and gate addresses (sums of EP's products)
+        with m.If(e3_ready):
+            m.d.sync += [e3_valid.eq(ep_valid), e3_term.eq(ep_term), e3_delta.eq(ep_delta),
+                         e3_chlo.eq(ep_chlo), e3_chhi.eq(ep_chhi), e3_oylo.eq(ep_oylo), e3_oyhi.eq(ep_oyhi),
+                         e3_oxlo.eq(ep_oxlo), e3_oxhi.eq(ep_oxhi),
+                         e3_gy0.eq(ep_gy0), e3_gx0.eq(ep_gx0), e3_py0.eq(ep_py0), e3_px0.eq(ep_px0),
+                         e3_g0.eq(ep_gc + ep_gy + ep_gx0)]
+            with m.Switch(ep_term):
+                for t in p.terms:
+                    lay = p.layers[t.layer]
+                    with m.Case(t.index):
+                        m.d.sync += [e3_w0.eq(t.wbase[pe] + ep_wc + ep_wy + ep_wx),
+                                     e3_a0.eq(lay.abase[pe] + ep_ac + ep_ay + ep_oxlo)]
 
         # U0: one update per cycle; the addresses step by per-term constants
         with m.If(cur_ready):
@@ -337,7 +362,7 @@ class PE(wiring.Component):
         m.d.comb += [tl_w.addr.eq(touch_n), tl_w.data.eq(u2_gco), tl_w.en.eq(new_touch)]
         with m.If(new_touch):
             m.d.sync += touch_n.eq(touch_n + 1)
-        syn_idle = ~e1_valid & ~e2_valid & ~e3_valid & ~cur_valid & ~u1_valid & ~u2_valid
+        syn_idle = ~e1_valid & ~e2_valid & ~ep_valid & ~e3_valid & ~cur_valid & ~u1_valid & ~u2_valid
         m.d.comb += self.syn_idle.eq(syn_idle)
 
         # ======================================================================================
