@@ -924,8 +924,9 @@ class EventModel:
         """Whether layer ``s`` runs on compiled kernels only (:meth:`_layer_compiled`): a gated layer whose
         terms are convs (tabulated windows) and scales, with at most one max-pool (tabulated), a per-neuron
         gate and a policy without memory loss."""
-        return self._once(("fusable", s.name), lambda: bool(
-            s.gated and len(s.pools) <= 1 and self.chunk_ids[s.name] is None and not self.policy.memory_loss
+        # the policy is read on every call: a caller may change ``policy`` between frames
+        return not self.policy.memory_loss and self._once(("fusable", s.name), lambda: bool(
+            s.gated and len(s.pools) <= 1 and self.chunk_ids[s.name] is None
             and all(t.kind == "scale" or (t.kind == "conv" and self._geometry(s.name, i)._reach is not None)
                     for i, t in enumerate(s.terms))
             and (not s.pools or self._pool_geometry(s)._reach is not None)))

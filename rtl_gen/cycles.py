@@ -14,11 +14,12 @@ Per frame (the host streams pixels and takes outputs without gaps):
   layer's mean work per event, so that term ends at ``max_i(arrival_i + INPUT_LAG + c * (n - i))``
   (a queue served at ``c`` cycles per event), or with the last pixel;
 * per layer, synaptic phase: the sequencer broadcasts one event per cycle at most, and each PE
-  performs one update per cycle. Channels are interleaved over the PEs, so the busiest PE holds
-  ``share = max_own / channels`` of the updates: of every event of a multiply term (conv, linear),
-  and of the events of the other terms (pools, residual adds: one channel each, so one PE) when
-  their channels are spread evenly; the PE's input registers absorb the unevenness between
-  events. So ``max(events, updates * share)``, then the pipeline drains (``SYN_DEPTH``);
+  performs one update per lane per cycle. Channels are interleaved over the PEs and, within a PE,
+  over its lanes, so the busiest PE spends ``max_groups / channels`` of a multiply event's updates
+  (conv, linear: every lane busy); the other terms (pools, residual adds) reach one channel, so
+  one lane of one PE, and cost that PE's part of their updates (from the per-channel event
+  counts). The PE's input registers absorb the unevenness between events. So
+  ``max(events, updates of the busiest PE)``, then the pipeline drains (``SYN_DEPTH``);
 * per layer, gate phase: every PE walks its evaluated elements (``taps`` cycles each, the max-pool
   window) in parallel while the arbiter writes one event per cycle: ``max(evaluated * taps *
   max_own / channels, events)`` plus the pipeline (``GATE_DEPTH``); the readout streams every output
@@ -58,7 +59,8 @@ class FrameWork:
 class _Layer:
     name: str
     readout: bool
-    share: float        # max over PEs of owned channels / channels: the busiest PE's part of a broadcast
+    share: float        # max over PEs of channel groups / channels: the busiest PE's part of a multiply event
+    own: float          # max over PEs of owned channels / channels: its part of the gate phase
     taps: int           # gate-pipeline cycles per evaluated element (max-pool window)
     terms: int
     sources: tuple      # the tensor each term replays
@@ -79,7 +81,8 @@ class CycleModel:
         layers = []
         for l in plan.layers:
             c = l.acc_shape[0]
-            layers.append(_Layer(name=l.name, readout=l.readout, share=max(l.own) / c,
+            groups = max(l.groups(pe, plan.lanes) for pe in range(plan.pes))
+            layers.append(_Layer(name=l.name, readout=l.readout, share=groups / c, own=max(l.own) / c,
                                  taps=int(l.pool[0] * l.pool[1]), terms=len(l.terms),
                                  sources=tuple(plan.terms[t].src for t in l.terms),
                                  mac=tuple(plan.terms[t].kind in ("conv", "linear") for t in l.terms),
@@ -107,11 +110,11 @@ class CycleModel:
                     out["input"] = max(out["input"], end + SYN_DEPTH)
                 work -= first
                 events -= n
-            out[f"{l.name}.syn"] = (work + SYN_DEPTH if events else 0) + l.terms + PHASE_TURN
+            out[f"{l.name}.syn"] = (work + SYN_DEPTH if events else 0) + l.terms + 1      # a read turn per term, the drain check
             if l.readout:
                 walk = l.outputs
             else:
-                walk = max(w.evaluated.get(l.name, 0) * l.taps * l.share, w.events.get(l.name, 0))
+                walk = max(w.evaluated.get(l.name, 0) * l.taps * l.own, w.events.get(l.name, 0))
             out[f"{l.name}.gate"] = (walk + GATE_DEPTH if walk else 0) + PHASE_TURN
         return out
 
@@ -124,7 +127,7 @@ class CycleModel:
         srcs = [s for s, mac in zip(l.sources, l.mac) if not mac]
         n = sum(w.events.get(s, 0) for s in srcs)
         if not rest or not n or not all(s in w.per_channel for s in srcs):
-            return (macs + rest) * l.share
+            return macs * l.share + rest * l.own
         per_pe = np.zeros(self.pes)
         for s in srcs:
             ev = np.asarray(w.per_channel[s], dtype=float)

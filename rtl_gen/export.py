@@ -31,12 +31,12 @@ def port_list(top: wiring.Component):
     return ports
 
 
-def generate(q, *, pes, out_dir, graph=None):
-    """Write the accelerator for ``q`` with ``pes`` PEs as the build folder ``out_dir`` (replacing a
+def generate(q, *, pes, out_dir, graph=None, lanes=1):
+    """Write the accelerator for ``q`` with ``pes`` PEs of ``lanes`` lanes as the build folder ``out_dir`` (replacing a
     build there whole; ``graph``: the float graph saved into ``net.evnet`` beside ``q``). Returns
     the :class:`rtl_gen.manifest.Manifest`. Nothing is written when the network is refused."""
     BuildDir.check_target(out_dir)
-    plan = HwPlan.from_qnet(q, pes=pes)
+    plan = HwPlan.from_qnet(q, pes=pes, lanes=lanes)
     top = EvhwTop(plan, readmem=True)
     ports = port_list(top)
     text = verilog.convert(top, name="evhw_top", emit_src=False) + mem.VERILOG
@@ -55,6 +55,7 @@ def plan_manifest(plan, ports, memory_images):
         "top": "evhw_top",
         "network": plan.name,
         "pes": P,
+        "lanes": plan.lanes,
         "ports": {n: dataclasses.asdict(p) for n, p in ports.items()},
         "input": {"shape": list(plan.input_shape), "value_bits": plan.input_bits, "signed": False,
                   "pixels": plan.input_size},
@@ -69,7 +70,7 @@ def plan_manifest(plan, ports, memory_images):
         "layers": [{"name": l.name, "terms": [plan.terms[t].kind for t in l.terms], "acc_shape": list(l.acc_shape),
                     "gate_shape": list(l.gate_shape), "pool": list(l.pool), "gated": l.gated,
                     "readout": l.readout, "acc_bits": l.acc_bits} for l in plan.layers],
-        "mapping": {"rule": "channel c -> PE c % P, local channel c // P",
+        "mapping": {"rule": "channel c -> PE c % P, local channel k = c // P, lane k % L, group k // L",
                     "layers": {l.name: {"channels_per_pe": list(l.own), "acc_base": list(l.abase),
                                         "gate_base": list(l.gbase) if l.gated else None}
                                for l in plan.layers}},

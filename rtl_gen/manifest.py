@@ -24,7 +24,7 @@ __all__ = ["MANIFEST_VERSION", "ManifestError", "Manifest", "Port", "InputSpec",
 
 # 1: the untyped dict of Hardware v1. 2: typed, every field required, `stat_latency` added,
 # hashes of the build's files in evhw_build.json.
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 
 # The top-level contract of docs/architecture.md §5 (Verilog names).
 REQUIRED_PORTS = {"clk": "in", "rst": "in", "start": "in", "start_flush": "in", "start_memloss": "in", "busy": "out",
@@ -127,6 +127,7 @@ class Manifest:
     top: str
     network: str
     pes: int
+    lanes: int                       # synaptic updates per PE per cycle
     ports: dict[str, Port]           # Verilog name -> port, in signature order (clk, rst first)
     input: InputSpec
     output: OutputSpec

@@ -14,7 +14,7 @@ import numpy as np
 from evhw.qnet import QLayer, QNet, QView
 
 from .errors import UnsupportedHardwareError
-from .limits import MAX_PES, MULT_WIDTH
+from .limits import MAX_LANES, MAX_PES, MULT_WIDTH
 
 __all__ = ["HwPlan", "LayerPlan", "TermPlan", "EventMemPlan", "EventBufPlan", "MAX_PES", "STAT_WIDTH"]
 
@@ -138,8 +138,17 @@ class LayerPlan:
     def channels(self):
         return self.acc_shape[0]
 
-    def acc_size(self, pe):
-        return self.own[pe] * self.acc_shape[1] * self.acc_shape[2]
+    def groups(self, pe, lanes):
+        """Channel groups of PE ``pe``: local channel ``k`` is in group ``k // lanes``, lane ``k % lanes``."""
+        return -(-self.own[pe] // lanes)
+
+    def acc_size(self, pe, lanes=1):
+        """Accumulators of PE ``pe`` in one lane's bank."""
+        return self.groups(pe, lanes) * self.acc_shape[1] * self.acc_shape[2]
+
+    def touch_size(self, pe, lanes=1):
+        """Touched bits of PE ``pe`` in one lane's bank."""
+        return self.groups(pe, lanes) * self.gate_shape[1] * self.gate_shape[2]
 
     def gate_size(self, pe):
         return self.own[pe] * self.gate_shape[1] * self.gate_shape[2]
@@ -149,6 +158,7 @@ class LayerPlan:
 class HwPlan:
     name: str
     pes: int
+    lanes: int            # synaptic updates per PE per cycle: channel k of a PE is in lane k % lanes
     input_shape: tuple
     input_bits: int
     input_delta_bits: int
@@ -188,9 +198,12 @@ class HwPlan:
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def from_qnet(cls, q: QNet, *, pes):
+    def from_qnet(cls, q: QNet, *, pes, lanes=1):
         if not isinstance(pes, int) or isinstance(pes, bool) or not 1 <= pes <= MAX_PES:
             raise TypeError(f"PE count must be an integer in 1..{MAX_PES}, not {pes!r}")
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= MAX_LANES \
+                or lanes & (lanes - 1):
+            raise TypeError(f"lanes must be a power of two in 1..{MAX_LANES}, not {lanes!r}")
         P = pes
         tensors = q.tensors()
         if len(q.input.shape) not in (1, 3):
@@ -320,7 +333,7 @@ class HwPlan:
         ths = [int(tin.span)] + [int(l.hi - l.lo) for l in gl]
 
         plan = cls(
-            name=q.name, pes=P, input_shape=_shape3(tin.shape), input_bits=signed_bits(tin.lo, tin.hi),
+            name=q.name, pes=P, lanes=lanes, input_shape=_shape3(tin.shape), input_bits=signed_bits(tin.lo, tin.hi),
             input_delta_bits=int(tin.delta_bits),
             input_thresholds=[int(v) for v in np.broadcast_to(q.thresholds.get("input", 0), (tin.channels,))],
             layers=layers, terms=terms, event_mems=event_mems, output_layer=output_layer,
@@ -367,8 +380,12 @@ class HwPlan:
 
     # ------------------------------------------------------------------------------------------
     def _layout(self, q):
-        P = self.pes
-        self.weights = [[] for _ in range(P)]
+        """Per PE: memory bases and contents. Accumulators, weights and touched bits are banked by
+        lane (lane ``j`` holds local channels ``k`` with ``k % lanes == j``, at group ``k // lanes``),
+        so every lane of an update uses the same address; the gate state, parameters and thresholds
+        are per local channel, unbanked."""
+        P, L = self.pes, self.lanes
+        self.weights = [[[] for _ in range(L)] for _ in range(P)]
         self.params = [[] for _ in range(P)]
         self.th_init = [[] for _ in range(P)]
         self.acc_depth, self.bd_depth, self.touch_depth = [], [], []
@@ -377,38 +394,43 @@ class HwPlan:
             touch = 1
             for l in self.layers:
                 l.abase[pe] = a
-                a += l.acc_size(pe)
+                a += l.acc_size(pe, L)
                 l.pbase[pe] = len(self.params[pe])
                 for c in range(pe, l.channels, P):
                     self.params[pe].append((l.bias[c], l.mult[c], l.shift[c]))
                 if l.gated:
                     l.gbase[pe] = g
                     g += l.gate_size(pe)
-                    touch = max(touch, l.gate_size(pe))
+                    touch = max(touch, l.touch_size(pe, L))
                     l.tbase[pe] = len(self.th_init[pe])
                     th = np.broadcast_to(q.thresholds.get(l.name, 0), (l.channels,))
                     self.th_init[pe] += [int(th[c]) for c in range(pe, l.channels, P)]
                 for ti in l.terms:
                     t = self.terms[ti]
-                    t.wbase[pe] = len(self.weights[pe])
-                    if t.kind == "conv":
-                        for c in range(pe, l.channels, P):
-                            self.weights[pe] += [int(v) for v in t.weight[c].reshape(-1)]
-                    elif t.kind == "linear":
-                        for c in range(pe, l.channels, P):
-                            self.weights[pe] += [int(v) for v in t.weight[c]]
-                    elif t.kind == "scale":
-                        self.weights[pe] += [int(t.weight[c]) for c in range(pe, l.channels, P)]
-                    else:                            # sumpool: one word, weight 1
-                        self.weights[pe].append(1)
-            # touched-list entries and gate-unit coordinates: local channel and gate (y, x), any layer
+                    t.wbase[pe] = len(self.weights[pe][0])
+                    for j in range(L):
+                        bank = self.weights[pe][j]
+                        for kg in range(l.groups(pe, L)):
+                            c = pe + P * (kg * L + j)             # the global channel of this lane
+                            have = kg * L + j < l.own[pe]
+                            if t.kind == "conv":
+                                n = int(np.prod(t.weight.shape[1:]))
+                                bank += [int(v) for v in t.weight[c].reshape(-1)] if have else [0] * n
+                            elif t.kind == "linear":
+                                bank += [int(v) for v in t.weight[c]] if have else [0] * t.weight.shape[1]
+                            elif t.kind == "scale":
+                                bank.append(int(t.weight[c]) if have else 0)
+                        if t.kind == "sumpool":              # one word, weight 1
+                            bank.append(1)
+            # touched-list entries: channel group and gate (y, x); the gate unit's element
+            # coordinates: local channel and gate (y, x), any layer
             self.touch_w.append(tuple(max(int(v - 1).bit_length(), 1) for v in (
-                max(max(l.own[pe] for l in self.layers), 1), max(l.gate_shape[1] for l in self.layers),
+                max(max(l.groups(pe, L) for l in self.layers), 1), max(l.gate_shape[1] for l in self.layers),
                 max(l.gate_shape[2] for l in self.layers))))
             self.acc_depth.append(max(a, 1))
             self.bd_depth.append(max(g, 1))
             self.touch_depth.append(touch)
-            for lst in (self.weights[pe], self.params[pe], self.th_init[pe]):
+            for lst in (*self.weights[pe], self.params[pe], self.th_init[pe]):
                 if not lst:
                     lst.append((0, 0, 0) if lst is self.params[pe] else 0)
 
@@ -470,12 +492,13 @@ class HwPlan:
         bd_w = self.gate_value_w
         per_pe = []
         for pe in range(P):
+            L = self.lanes
             per_pe.append({
-                "acc": self.acc_depth[pe] * self.acc_w,
+                "acc": L * self.acc_depth[pe] * self.acc_w,
                 "gate_state": self.bd_depth[pe] * bd_w,
-                "touched_bits": self.touch_depth[pe],
-                "touched_list": self.touch_depth[pe] * sum(self.touch_w[pe]),
-                "weights": len(self.weights[pe]) * self.weight_w,
+                "touched_bits": L * self.touch_depth[pe],
+                "touched_list": L * self.touch_depth[pe] * sum(self.touch_w[pe]),
+                "weights": sum(len(b) for b in self.weights[pe]) * self.weight_w,
                 "params": len(self.params[pe]) * (self.bias_w + MULT_WIDTH + self.shift_w),
                 "thresholds": len(self.th_init[pe]) * self.th_w,
             })

@@ -77,7 +77,7 @@ def simulate(build_dir, q, frames, *, policy="evnet", thresholds=None, reset_eve
                  seed=int(seed), idle=float(idle), stall=float(stall), assert_exact=bool(assert_exact),
                  corrupt=tuple(Corruption(**c) for c in corrupt or ()), keep=int(keep), sequences=int(sequences))
     job.save(run_dir / "job.json")
-    model = CycleModel.from_plan(HwPlan.from_qnet(q, pes=pes))
+    model = CycleModel.from_plan(HwPlan.from_qnet(q, pes=pes, lanes=manifest.lanes))
     if timeout is None:
         timeout = timeout_ms(model, q, len(frames) * sequences, idle=idle, stall=stall)
     res = run_cocotb(build_dir, TB_MODULE, simulator=simulator, env={"EVHW_JOB": run_dir / "job.json", **(extra or {})},
@@ -102,7 +102,8 @@ def summarize(res, manifest, *, policy, n_frames, model=None):
     rows = res["frames"]
     cycles = [int(r["stats"]["cycles"]) for r in rows]          # the RTL's own cycle counter
     # the input transfer (one pixel per cycle) or one update per PE per cycle, whichever is longer
-    ideal = [max(manifest.input.pixels, sum(r["expected"]["updates"].values()) / pes) for r in rows]
+    lanes = getattr(manifest, "lanes", 1)
+    ideal = [max(manifest.input.pixels, sum(r["expected"]["updates"].values()) / (pes * lanes)) for r in rows]
     predicted = [model.predict(frame_work(r)) for r in rows] if model is not None else None
     pe_frac = sum(sum(r["stats"]["pe_busy"]) for r in rows) / (pes * sum(cycles)) if sum(cycles) else None
     per_frame = []

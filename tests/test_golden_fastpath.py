@@ -79,6 +79,23 @@ def test_fast_event_path_equals_reference(seed, policy):
         assert evaluated > 0         # the event path ran and evaluated gates past the input
 
 
+@pytest.mark.usefixtures("golden_kernels")
+@pytest.mark.parametrize("seed", [0, 3, "mlp"])
+def test_policy_changed_between_frames(seed):
+    """A caller may switch ``policy`` between frames (the hardware takes memory loss per frame): the fast
+    path must not keep a decision made under the previous policy. Regression: the compiled path of a
+    layer was chosen once, under evnet, and then ignored memory loss."""
+    q, video = _cached(seed)
+    th = set_thresholds(q, 0.05)
+    fast, ref = EventModel(q, Policy("evnet"), th), EventModel(q, Policy("evnet"), th, reference=True)
+    for t, f in enumerate(video):
+        pol = Policy("skipconv") if t % 3 == 2 else Policy("evnet")
+        fast.policy = ref.policy = pol
+        a, b = fast.step(f), ref.step(f)
+        assert _same(a.outputs, b.outputs), f"frame {t}: outputs differ"
+        assert _same(_state(fast), _state(ref)), f"frame {t}: gate or accumulator state differs"
+
+
 def test_reference_mode_evaluates_every_element(monkeypatch):
     """The reference mode must really take the dense value path and the NumPy event path the windowed one
     (so the comparison above is not vacuous)."""

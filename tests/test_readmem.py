@@ -84,7 +84,7 @@ def test_images_hold_the_plan(cnn_build):
     for name, n in man.memory_images.items():
         assert len(words(mem / name)) == n, name
     for pe in range(plan.pes):
-        assert words(mem / f"pe{pe}_weights.hex") == masked(plan.weights[pe], plan.weight_w)
+        assert words(mem / f"pe{pe}_weights.hex") == masked(plan.weights[pe][0], plan.weight_w)
         assert words(mem / f"pe{pe}_thresholds.hex") == masked(plan.th_init[pe], plan.th_w)
         # params: struct {bias, mult, shift}, the first field in the low bits
         packed = [(b & ((1 << plan.bias_w) - 1)) | (mu << plan.bias_w) | (s << (plan.bias_w + MULT_WIDTH - 1))
@@ -158,7 +158,7 @@ def test_yosys_loads_the_images(cnn_build):
     path, _, plan = cnn_build
     mems = _yosys_memories(path, "elsewhere")      # not in the build folder, as `evhw report` runs
     for pe in range(plan.pes):
-        assert mems[f"pe{pe}.wmem.mem"][1] == masked(plan.weights[pe], plan.weight_w)
+        assert mems[f"pe{pe}.wmem.mem"][1] == masked(plan.weights[pe][0], plan.weight_w)
         assert mems[f"pe{pe}.thmem.mem"][1] == masked(plan.th_init[pe], plan.th_w)
         assert mems[f"pe{pe}.pmem.mem"][1] == words(path / "mem" / f"pe{pe}_params.hex")
         assert not any(mems[f"pe{pe}.acc.mem"][1])              # zero-initialised state

@@ -17,7 +17,7 @@ import sys
 import click
 from rich.table import Table
 
-from rtl_gen.limits import HW_POLICIES, MAX_PES
+from rtl_gen.limits import HW_POLICIES, MAX_LANES, MAX_PES
 from sim.limits import MAX_STALL, MAX_THREADS, SIMULATORS
 
 from .console import err, jsonable, out, status
@@ -33,13 +33,16 @@ def _finite(ctx, param, value):
 @click.argument("net")
 @click.option("-p", "--pes", type=click.IntRange(1, MAX_PES), default=1, show_default=True,
               help=f"Processing elements (1-{MAX_PES}).")
+@click.option("-l", "--lanes", type=click.Choice([str(1 << i) for i in range(MAX_LANES.bit_length())]), default="1",
+              show_default=True, help="Synaptic lanes per PE: updates per PE per cycle (one multiplier each).")
 @click.option("-o", "--output", required=True, metavar="BUILD/", help="Folder for evhw_top.v, manifest.json, net.evnet.")
 @click.option("--threshold", type=float, callback=_finite, help="Re-map the stored thresholds to h (float activation units).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object.")
-def generate(net, pes, output, threshold, as_json):
-    """Generate the Verilog hardware for NET (.evnet or a bundled model) with P processing elements."""
+def generate(net, pes, lanes, output, threshold, as_json):
+    """Generate the Verilog hardware for NET (.evnet or a bundled model) with P processing elements
+    of L lanes each."""
     from ..flow.build import generate_build
-    q, manifest = generate_build(net, pes=pes, out_dir=output, threshold=threshold)
+    q, manifest = generate_build(net, pes=pes, lanes=int(lanes), out_dir=output, threshold=threshold)
     if as_json:
         click.echo(json.dumps(manifest.to_dict(), default=jsonable))
         return

@@ -11,7 +11,7 @@ from ..errors import EvhwError
 from .network import DEFAULT_THRESHOLD, apply_thresholds, load_network
 
 
-def generate_build(net, *, pes, out_dir, threshold=None):
+def generate_build(net, *, pes, out_dir, threshold=None, lanes=1):
     """Load NET and write its hardware as the build folder ``out_dir``. Returns ``(q, manifest)``
     (``manifest``: :class:`rtl_gen.manifest.Manifest`)."""
     try:
@@ -23,4 +23,4 @@ def generate_build(net, *, pes, out_dir, threshold=None):
     q, g = load_network(net, threshold=DEFAULT_THRESHOLD)
     if threshold is not None:
         apply_thresholds(q, threshold)
-    return q, rtl_generate(q, pes=pes, out_dir=out_dir, graph=g)
+    return q, rtl_generate(q, pes=pes, lanes=lanes, out_dir=out_dir, graph=g)

@@ -50,17 +50,23 @@ class PE(wiring.Component):
             raise ValueError(f"PE index must be in 0..{plan.pes - 1}, not {index!r}")
         self.plan, self.index, self.readmem = plan, index, readmem
         p, i = plan, index
-        self.acc_data = MemoryData(shape=signed(p.acc_w), depth=p.acc_depth[i], init=[])
+        L = p.lanes
+        #: per lane: accumulators, touched bits, touched list and weights (lane j: local channels k % L == j)
+        self.acc_banks = [MemoryData(shape=signed(p.acc_w), depth=p.acc_depth[i], init=[]) for _ in range(L)]
+        self.touched_banks = [MemoryData(shape=1, depth=p.touch_depth[i], init=[]) for _ in range(L)]
+        self.tlist_banks = [MemoryData(shape=touch_layout(p, i), depth=p.touch_depth[i], init=[]) for _ in range(L)]
+        self.w_banks = [MemoryData(shape=signed(p.weight_w), depth=len(p.weights[i][j]), init=p.weights[i][j])
+                        for j in range(L)]
+        self.acc_data, self.touched_data = self.acc_banks[0], self.touched_banks[0]
+        self.tlist_data, self.w_data = self.tlist_banks[0], self.w_banks[0]
         self.bd_data = MemoryData(shape=gate_state_layout(p), depth=p.bd_depth[i], init=[])
-        self.touched_data = MemoryData(shape=1, depth=p.touch_depth[i], init=[])
-        self.tlist_data = MemoryData(shape=touch_layout(p, i), depth=p.touch_depth[i], init=[])
-        self.w_data = MemoryData(shape=signed(p.weight_w), depth=len(p.weights[i]), init=p.weights[i])
         self.p_data = MemoryData(shape=param_layout(p), depth=len(p.params[i]),
                                  init=[{"bias": b, "mult": mu, "shift": s} for b, mu, s in p.params[i]])
         self.th_data_mem = MemoryData(shape=unsigned(p.th_w), depth=len(p.th_init[i]), init=p.th_init[i])
         #: the initialised memories: ``mem/`` image file name -> contents
         self.images = {f"pe{i}_weights.hex": self.w_data, f"pe{i}_params.hex": self.p_data,
                        f"pe{i}_thresholds.hex": self.th_data_mem}
+        self.images.update({f"pe{i}_weights_lane{j}.hex": self.w_banks[j] for j in range(1, L)})
         super().__init__({
             "syn":         In(stream.Signature(syn_event_layout(p))),
             "evt":         Out(stream.Signature(pe_event_layout(p))),
@@ -74,7 +80,7 @@ class PE(wiring.Component):
             "th_we":       In(1),
             "th_addr":     In(range(max(len(p.th_init[i]), 2))),
             "th_data":     In(unsigned(p.th_w)),
-            "upd":         Out(1),
+            "upd":         Out(range(p.lanes + 1)),
             "evald":       Out(1),
             "busy":        Out(1),
         })
@@ -91,23 +97,27 @@ class PE(wiring.Component):
         def mem(d):
             return Mem(d, image=image.get(id(d)), readmem=self.readmem)
 
-        m.submodules.acc = acc = mem(self.acc_data)
+        L, lsh = p.lanes, _sh(p.lanes)
+        acc_w, acc_r, t_w, t_r, tl_w, tl_r, w_r = [], [], [], [], [], [], []
+        for j in range(L):
+            sfx = f"_l{j}" if j else ""
+            acc = m.submodules[f"acc{sfx}"] = mem(self.acc_banks[j])
+            touched = m.submodules[f"touched{sfx}"] = mem(self.touched_banks[j])
+            tlist = m.submodules[f"tlist{sfx}"] = mem(self.tlist_banks[j])
+            wmem = m.submodules[f"wmem{sfx}"] = mem(self.w_banks[j])
+            acc_w.append(acc.write_port())
+            acc_r.append(acc.read_port(transparent_for=(acc_w[j],)))
+            t_w.append(touched.write_port())
+            t_r.append(touched.read_port(transparent_for=(t_w[j],)))
+            tl_w.append(tlist.write_port())
+            tl_r.append(tlist.read_port())
+            w_r.append(wmem.read_port())
         m.submodules.bd = bd = mem(self.bd_data)
-        m.submodules.touched = touched = mem(self.touched_data)
-        m.submodules.tlist = tlist = mem(self.tlist_data)
-        m.submodules.wmem = wmem = mem(self.w_data)
         m.submodules.pmem = pmem = mem(self.p_data)
         m.submodules.thmem = thmem = mem(self.th_data_mem)
 
-        acc_w = acc.write_port()
-        acc_r = acc.read_port(transparent_for=(acc_w,))
         bd_w = bd.write_port()
         bd_r = bd.read_port()
-        t_w = touched.write_port()
-        t_r = touched.read_port(transparent_for=(t_w,))
-        tl_w = tlist.write_port()
-        tl_r = tlist.read_port()
-        w_r = wmem.read_port()
         p_r = pmem.read_port()
         th_w = thmem.write_port()
         th_r = thmem.read_port()
@@ -122,7 +132,9 @@ class PE(wiring.Component):
         ip = self.syn.payload
         sw = max(p.y_w, p.x_w) + 8
         ch_shape = range(own_max + 1)
-        wa_w, aa_w = len(w_r.addr), len(acc_r.addr)
+        wa_w, aa_w = len(w_r[0].addr), len(acc_r[0].addr)
+        # the gate unit's element: local channel and gate (y, x)
+        el = data.StructLayout({"c": range(own_max), "y": tl["y"].shape, "x": tl["x"].shape})
         ga_w = max(p.touch_depth[pe], 2).bit_length()
 
         def sig(shape, name):
@@ -155,7 +167,8 @@ class PE(wiring.Component):
         # U0 expander
         cur_valid = Signal()
         cur_term, cur_delta = Signal.like(e1.term), Signal.like(e1.delta)
-        ch, ch_hi = Signal(ch_shape), Signal(ch_shape)
+        ch, ch_hi = Signal(ch_shape), Signal(ch_shape)          # channel group (k // L)
+        c_lo, c_hi = Signal(ch_shape), Signal(ch_shape)         # the event's local channels
         oy, oy_lo, oy_hi = Signal(p.y_w), Signal(p.y_w), Signal(p.y_w)
         ox, ox_lo, ox_hi = Signal(p.x_w), Signal(p.x_w), Signal(p.x_w)
         w, w_row, w_ch = Signal(wa_w), Signal(wa_w), Signal(wa_w)
@@ -255,17 +268,17 @@ class PE(wiring.Component):
                         elif t.kind == "linear":
                             m.d.sync += [ep_wc.eq(e2_c * (sh_ * sw_)), ep_wy.eq(e2_ny * sw_), ep_wx.eq(e2_nx)]
                         elif t.kind == "scale":
-                            m.d.sync += [ep_wc.eq(e2_chlo), ep_wy.eq(0), ep_wx.eq(0)]
+                            m.d.sync += [ep_wc.eq(e2_chlo >> lsh), ep_wy.eq(0), ep_wx.eq(0)]
                         else:
                             m.d.sync += [ep_wc.eq(0), ep_wy.eq(0), ep_wx.eq(0)]
                         _, ah, aw = lay.acc_shape
-                        m.d.sync += [ep_ac.eq(e2_chlo * (ah * aw)), ep_ay.eq(e2_oylo * aw)]
+                        m.d.sync += [ep_ac.eq((e2_chlo >> lsh) * (ah * aw)), ep_ay.eq(e2_oylo * aw)]
                         if lay.gated:
                             _, gh, gw = lay.gate_shape
                             pky, pkx = lay.pool
                             gy_ = e2_oylo // pky if pky > 1 else e2_oylo
                             gx_ = e2_oxlo // pkx if pkx > 1 else e2_oxlo
-                            m.d.sync += [ep_gc.eq(e2_chlo * (gh * gw)), ep_gy.eq(gy_ * gw), ep_gy0.eq(gy_),
+                            m.d.sync += [ep_gc.eq((e2_chlo >> lsh) * (gh * gw)), ep_gy.eq(gy_ * gw), ep_gy0.eq(gy_),
                                          ep_gx0.eq(gx_),
                                          ep_py0.eq(e2_oylo % pky if pky > 1 else 0),
                                          ep_px0.eq(e2_oxlo % pkx if pkx > 1 else 0)]
@@ -287,7 +300,7 @@ class PE(wiring.Component):
         # U0: one update per cycle; the addresses step by per-term constants
         with m.If(cur_ready):
             m.d.sync += [cur_valid.eq(e3_valid), cur_term.eq(e3_term), cur_delta.eq(e3_delta),
-                         ch.eq(e3_chlo), ch_hi.eq(e3_chhi),
+                         ch.eq(e3_chlo >> lsh), ch_hi.eq(e3_chhi >> lsh), c_lo.eq(e3_chlo), c_hi.eq(e3_chhi),
                          oy.eq(e3_oylo), oy_lo.eq(e3_oylo), oy_hi.eq(e3_oyhi),
                          ox.eq(e3_oxlo), ox_lo.eq(e3_oxlo), ox_hi.eq(e3_oxhi),
                          w.eq(e3_w0), w_row.eq(e3_w0), w_ch.eq(e3_w0),
@@ -342,26 +355,38 @@ class PE(wiring.Component):
                              g.eq(g_ch + dgc), g_row.eq(g_ch + dgc), g_ch.eq(g_ch + dgc),
                              gy.eq(gy0), py.eq(py0), gx.eq(gx0), px.eq(px0)]
         gv = Signal()
-        m.d.comb += [gv.eq(gated_t & (gy < ghc) & (gx < gwc)), w_r.addr.eq(w), w_r.en.eq(1)]
+        m.d.comb += gv.eq(gated_t & (gy < ghc) & (gx < gwc))
+        for j in range(L):
+            m.d.comb += [w_r[j].addr.eq(w), w_r[j].en.eq(1)]
+        # the lanes of this update: local channel (group << lsh) + j within the event's channels
+        mask = Signal(L)
+        for j in range(L):
+            k = Signal(range(own_max + L), name=f"k_l{j}")
+            m.d.comb += [k.eq((ch << lsh) + j), mask[j].eq((k >= c_lo) & (k <= c_hi))]
 
-        # U1: weight word arrives; accumulator and touched bit are read
-        u1_valid, u1_aa, u1_delta = Signal(), Signal(aa_w), Signal.like(cur_delta)
+        # U1: weight words arrive; accumulators and touched bits are read (one of each per lane)
+        u1_valid, u1_aa, u1_delta, u1_mask = Signal(), Signal(aa_w), Signal.like(cur_delta), Signal(L)
         u1_gv, u1_ga, u1_gco = Signal(), Signal(ga_w), Signal(tl)
-        m.d.sync += [u1_valid.eq(cur_valid), u1_aa.eq(a), u1_delta.eq(cur_delta),
+        m.d.sync += [u1_valid.eq(cur_valid), u1_aa.eq(a), u1_delta.eq(cur_delta), u1_mask.eq(mask),
                      u1_gv.eq(cur_valid & gv), u1_ga.eq(g), u1_gco.c.eq(ch), u1_gco.y.eq(gy), u1_gco.x.eq(gx)]
         # U2: read-modify-write. The read (U1) is one cycle before the write (U2), and the read
         # ports are transparent to the write ports: back-to-back updates of one address see each
         # other without stalls.
-        u2_valid, u2_aa, u2_prod = Signal(), Signal(aa_w), Signal(signed(p.weight_w + p.delta_w))
+        u2_valid, u2_aa, u2_mask = Signal(), Signal(aa_w), Signal(L)
+        u2_prod = [Signal(signed(p.weight_w + p.delta_w), name=f"u2_prod_l{j}") for j in range(L)]
         u2_gv, u2_ga, u2_gco = Signal(), Signal(ga_w), Signal(tl)
-        m.d.sync += [u2_valid.eq(u1_valid), u2_aa.eq(u1_aa), u2_prod.eq(w_r.data * u1_delta),
+        m.d.sync += [u2_valid.eq(u1_valid), u2_aa.eq(u1_aa), u2_mask.eq(u1_mask),
                      u2_gv.eq(u1_gv), u2_ga.eq(u1_ga), u2_gco.eq(u1_gco)]
-        touch_n = Signal(range(p.touch_depth[pe] + 1))
-        new_touch = Signal()
-        m.d.comb += [new_touch.eq(u2_gv & ~t_r.data), self.upd.eq(u2_valid)]
-        m.d.comb += [tl_w.addr.eq(touch_n), tl_w.data.eq(u2_gco), tl_w.en.eq(new_touch)]
-        with m.If(new_touch):
-            m.d.sync += touch_n.eq(touch_n + 1)
+        m.d.sync += [u2_prod[j].eq(w_r[j].data * u1_delta) for j in range(L)]
+        touch_n = [Signal(range(p.touch_depth[pe] + 1), name=f"touch_n_l{j}") for j in range(L)]
+        new_touch = Signal(L)
+        upd_lanes = u2_mask & Mux(u2_valid, (1 << L) - 1, 0)
+        m.d.comb += self.upd.eq(sum(upd_lanes[j] for j in range(L)))
+        for j in range(L):
+            m.d.comb += [new_touch[j].eq(u2_gv & u2_mask[j] & ~t_r[j].data),
+                         tl_w[j].addr.eq(touch_n[j]), tl_w[j].data.eq(u2_gco), tl_w[j].en.eq(new_touch[j])]
+            with m.If(new_touch[j]):
+                m.d.sync += touch_n[j].eq(touch_n[j] + 1)
         syn_idle = ~e1_valid & ~e2_valid & ~ep_valid & ~e3_valid & ~cur_valid & ~u1_valid & ~u2_valid
         m.d.comb += self.syn_idle.eq(syn_idle)
 
@@ -376,6 +401,7 @@ class PE(wiring.Component):
         readout = Signal()
         g_more = Signal()
         idx = Signal(range(p.touch_depth[pe] + 1))
+        glane = Signal(range(max(L, 2)))          # the touched list being walked (one per lane)
         gc = Signal(range(own_max + 1))
         gyc, gxc = Signal(p.y_w), Signal(p.x_w)
         ty, tx = Signal(p.pool_w), Signal(p.pool_w)
@@ -400,12 +426,21 @@ class PE(wiring.Component):
         m.d.comb += g0_valid.eq(gating & g_more)
         last_tap = (ty == pkh_l) & (tx == pkw_l)
         g1_valid, g1_first, g1_last = Signal(), Signal(), Signal()
-        g1_co = Signal(tl)
+        g1_co = Signal(el)
+        g1_lane = Signal.like(glane)
         g1_ty, g1_tx = Signal.like(ty), Signal.like(tx)
-        m.d.comb += [tl_r.addr.eq(idx), tl_r.en.eq(adv)]
+        for j in range(L):
+            m.d.comb += [tl_r[j].addr.eq(idx), tl_r[j].en.eq(adv)]
+        # the next touched list with entries after the current one
+        tn = Array(touch_n)
+        nxt, nxt_ok = Signal.like(glane), Signal()
+        for j in reversed(range(L)):
+            with m.If((j > glane) & (touch_n[j] != 0)):
+                m.d.comb += [nxt.eq(j), nxt_ok.eq(1)]
         with m.If(adv):
             m.d.sync += [g1_valid.eq(g0_valid), g1_first.eq((ty == 0) & (tx == 0)), g1_last.eq(last_tap),
-                         g1_co.c.eq(gc), g1_co.y.eq(gyc), g1_co.x.eq(gxc), g1_ty.eq(ty), g1_tx.eq(tx)]
+                         g1_co.c.eq(gc), g1_co.y.eq(gyc), g1_co.x.eq(gxc), g1_ty.eq(ty), g1_tx.eq(tx),
+                         g1_lane.eq(glane)]
             with m.If(g0_valid):
                 with m.If(tx != pkw_l):
                     m.d.sync += tx.eq(tx + 1)
@@ -427,10 +462,10 @@ class PE(wiring.Component):
                                     m.d.sync += [gyc.eq(0), gc.eq(gc + 1)]
                                     with m.If(gc == own_l - 1):
                                         m.d.sync += g_more.eq(0)
-                        with m.Else():
+                        with m.Elif(idx != tn[glane] - 1):
                             m.d.sync += idx.eq(idx + 1)
-                            with m.If(idx == touch_n - 1):
-                                m.d.sync += g_more.eq(0)
+                        with m.Else():                   # this lane's list is done: the next one
+                            m.d.sync += [idx.eq(0), glane.eq(nxt), g_more.eq(nxt_ok)]
 
         def stage(prefix, src, **fields):
             """Pipeline registers advancing on `adv`: {name: (signal-like, value)}."""
@@ -443,39 +478,46 @@ class PE(wiring.Component):
             return regs
 
         # G1 -> GA: element coordinates (counters in flush/readout, else the touched list)
-        g1_e = Signal(tl)
-        m.d.comb += g1_e.eq(Mux(all_mode, g1_co, tl_r.data))
+        g1_e = Signal(el)
+        tl_d = Array(r.data for r in tl_r)[g1_lane]
+        with m.If(all_mode):
+            m.d.comb += g1_e.eq(g1_co)
+        with m.Else():
+            m.d.comb += [g1_e.c.eq((tl_d.c << lsh) | g1_lane), g1_e.y.eq(tl_d.y), g1_e.x.eq(tl_d.x)]
         ga = stage("ga", None, valid=(g1_valid, g1_valid), first=(g1_first, g1_first), last=(g1_last, g1_last),
                    e=(g1_e, g1_e), ty=(g1_ty, g1_ty), tx=(g1_tx, g1_tx))
         # GA: addresses (per-layer constant multiplies), registered
-        n_acc, n_pa, n_ta = Signal.like(acc_r.addr), Signal.like(p_r.addr), Signal.like(th_r.addr)
+        n_acc, n_pa, n_ta = Signal.like(acc_r[0].addr), Signal.like(p_r.addr), Signal.like(th_r.addr)
         n_bd, n_loc = Signal.like(bd_r.addr), Signal(ga_w)
         e_ = ga["e"]
+        n_lane, kg = Signal.like(glane), Signal.like(e_.c)         # the element's lane and channel group
+        m.d.comb += [n_lane.eq(e_.c & (L - 1)), kg.eq(e_.c >> lsh)]
         with m.Switch(layer):
             for l in p.layers:
                 with m.Case(l.index):
                     _, ah, aw = l.acc_shape
                     _, gh, gw = l.gate_shape
                     m.d.comb += [
-                        n_acc.eq(l.abase[pe] + e_.c * (ah * aw) + (e_.y * l.pool[0] + ga["ty"]) * aw
+                        n_acc.eq(l.abase[pe] + kg * (ah * aw) + (e_.y * l.pool[0] + ga["ty"]) * aw
                                  + e_.x * l.pool[1] + ga["tx"]),
                         n_pa.eq(l.pbase[pe] + e_.c),
-                        n_loc.eq(e_.c * (gh * gw) + e_.y * gw + e_.x),
+                        n_loc.eq(kg * (gh * gw) + e_.y * gw + e_.x),
                     ]
                     if l.gated:
-                        m.d.comb += [n_ta.eq(l.tbase[pe] + e_.c), n_bd.eq(l.gbase[pe] + n_loc)]
+                        m.d.comb += [n_ta.eq(l.tbase[pe] + e_.c),
+                                     n_bd.eq(l.gbase[pe] + e_.c * (gh * gw) + e_.y * gw + e_.x)]
         gr = stage("gr", None, valid=(ga["valid"], ga["valid"]), first=(ga["first"], ga["first"]),
                    last=(ga["last"], ga["last"]), e=(e_, e_), acc=(n_acc, n_acc), pa=(n_pa, n_pa), ta=(n_ta, n_ta),
-                   bd=(n_bd, n_bd), loc=(n_loc, n_loc))
+                   bd=(n_bd, n_bd), loc=(n_loc, n_loc), lane=(n_lane, n_lane))
         # GR: memory reads
         m.d.comb += [p_r.addr.eq(gr["pa"]), p_r.en.eq(adv), th_r.addr.eq(gr["ta"]), th_r.en.eq(adv)]
-        pipe = ("valid", "first", "last", "e", "bd", "loc")
+        pipe = ("valid", "first", "last", "e", "bd", "loc", "lane")
         gx_ = stage("gx", None, **{k: (gr[k], gr[k]) for k in pipe})
         # GX: x = a + bias; mult, shift and threshold registered
         vw = p.value_w + 1
         xw = max(p.acc_w, p.bias_w) + 1
         x_ = Signal(signed(xw))
-        m.d.comb += x_.eq(acc_r.data + p_r.data.bias)
+        m.d.comb += x_.eq(Array(r.data for r in acc_r)[gx_["lane"]] + p_r.data.bias)
         hneg = Signal(signed(p.th_w + 1))
         m.d.comb += hneg.eq(-th_r.data)
         gm = stage("gm", None, **{k: (gx_[k], gx_[k]) for k in pipe}, x=(x_, x_),
@@ -535,7 +577,8 @@ class PE(wiring.Component):
         with m.If(adv):
             m.d.sync += g3_valid.eq(gcl["valid"] & gcl["last"])
         g3 = stage("g3", None, e=(gcl["e"], gcl["e"]), v=(vcur, vcur), h=(gcl["h"], gcl["h"]),
-                   hn=(gcl["hn"], gcl["hn"]), bd=(gcl["bd"], gcl["bd"]), loc=(gcl["loc"], gcl["loc"]))
+                   hn=(gcl["hn"], gcl["hn"]), bd=(gcl["bd"], gcl["bd"]), loc=(gcl["loc"], gcl["loc"]),
+                   lane=(gcl["lane"], gcl["lane"]))
         g3_e, g3_v, g3_bd, g3_loc = g3["e"], g3["v"], g3["bd"], g3["loc"]
 
         # G3: the gate rule (gate.GateRule) on r, the transmitted value: fire = |v - r| > H (flush: v != r)
@@ -559,30 +602,33 @@ class PE(wiring.Component):
         sweep_ptr = Signal(range(max(p.acc_depth[pe], p.bd_depth[pe], p.touch_depth[pe]) + 1))
         sweep_end = max(p.acc_depth[pe], p.bd_depth[pe], p.touch_depth[pe])
         with m.If(sweeping):
-            m.d.comb += [
-                acc_w.addr.eq(sweep_ptr), acc_w.data.eq(0), acc_w.en.eq(sweep_ptr < p.acc_depth[pe]),
-                bd_w.addr.eq(sweep_ptr), bd_w.data.eq(0), bd_w.en.eq(sweep_ptr < p.bd_depth[pe]),
-                t_w.addr.eq(sweep_ptr), t_w.data.eq(0), t_w.en.eq(sweep_ptr < p.touch_depth[pe]),
-            ]
+            m.d.comb += [bd_w.addr.eq(sweep_ptr), bd_w.data.eq(0), bd_w.en.eq(sweep_ptr < p.bd_depth[pe])]
+            for j in range(L):
+                m.d.comb += [
+                    acc_w[j].addr.eq(sweep_ptr), acc_w[j].data.eq(0), acc_w[j].en.eq(sweep_ptr < p.acc_depth[pe]),
+                    t_w[j].addr.eq(sweep_ptr), t_w[j].data.eq(0), t_w[j].en.eq(sweep_ptr < p.touch_depth[pe]),
+                ]
             m.d.sync += sweep_ptr.eq(sweep_ptr + 1)
             with m.If(sweep_ptr == sweep_end - 1):
-                m.d.sync += [sweeping.eq(0), touch_n.eq(0)]
+                m.d.sync += [sweeping.eq(0)] + [n.eq(0) for n in touch_n]
         with m.Elif(gating):
-            m.d.comb += [
-                acc_r.addr.eq(gr["acc"]), acc_r.en.eq(adv),
-                bd_w.addr.eq(g3_bd), bd_w.en.eq(gate_we),
-                bd_w.data.r.eq(rule.r_next),
-                t_w.addr.eq(g3_loc), t_w.data.eq(0), t_w.en.eq(adv & g3_valid),
-            ]
+            m.d.comb += [bd_w.addr.eq(g3_bd), bd_w.en.eq(gate_we), bd_w.data.r.eq(rule.r_next)]
+            for j in range(L):
+                m.d.comb += [
+                    acc_r[j].addr.eq(gr["acc"]), acc_r[j].en.eq(adv),
+                    t_w[j].addr.eq(g3_loc), t_w[j].data.eq(0), t_w[j].en.eq(adv & g3_valid & (g3["lane"] == j)),
+                ]
             with m.If(~g_more & ~g_busy):
-                m.d.sync += [gating.eq(0), touch_n.eq(0)]
+                m.d.sync += [gating.eq(0)] + [n.eq(0) for n in touch_n]
         with m.Else():
-            m.d.comb += [
-                acc_r.addr.eq(u1_aa), acc_r.en.eq(1),
-                acc_w.addr.eq(u2_aa), acc_w.data.eq(acc_r.data + u2_prod), acc_w.en.eq(u2_valid),
-                t_r.addr.eq(u1_ga), t_r.en.eq(1),
-                t_w.addr.eq(u2_ga), t_w.data.eq(1), t_w.en.eq(new_touch),
-            ]
+            for j in range(L):
+                m.d.comb += [
+                    acc_r[j].addr.eq(u1_aa), acc_r[j].en.eq(1),
+                    acc_w[j].addr.eq(u2_aa), acc_w[j].data.eq(acc_r[j].data + u2_prod[j]),
+                    acc_w[j].en.eq(u2_valid & u2_mask[j]),
+                    t_r[j].addr.eq(u1_ga), t_r[j].en.eq(1),
+                    t_w[j].addr.eq(u2_ga), t_w[j].data.eq(1), t_w[j].en.eq(new_touch[j]),
+                ]
             with m.If(self.sweep_start):
                 m.d.sync += [sweeping.eq(1), sweep_ptr.eq(0)]
             with m.Elif(self.gate_start):
@@ -596,7 +642,12 @@ class PE(wiring.Component):
                     for l in p.layers:
                         with m.Case(l.index):
                             m.d.comb += [own_n.eq(l.own[pe] if l.gate_size(pe) else 0), ro_n.eq(int(l.readout))]
-                m.d.sync += g_more.eq(Mux(self.flush | ro_n, own_n != 0, touch_n != 0))
+                any_touch = Cat(n != 0 for n in touch_n).any()
+                first = Signal.like(glane)                  # the first lane with touched elements
+                for j in reversed(range(L)):
+                    with m.If(touch_n[j] != 0):
+                        m.d.comb += first.eq(j)
+                m.d.sync += [g_more.eq(Mux(self.flush | ro_n, own_n != 0, any_touch)), glane.eq(first)]
         m.d.comb += [
             self.idle.eq(~sweeping & ~gating & syn_idle),
             self.busy.eq(sweeping | gating | ~syn_idle),

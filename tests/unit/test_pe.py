@@ -45,14 +45,17 @@ def _run(pe, testbenches, tmp_path=None):
     sim.run()
 
 
-@pytest.mark.parametrize("net, layer, P, pe_i", [
-    ("cnn", "conv0", 1, 0), ("cnn", "conv1", 2, 1), ("cnn", "add0", 2, 0),
-    ("cnn", "globalavgpool0", 2, 1), ("cnn", "linear0", 2, 0), ("mlp", "linear0", 3, 2),
-    ("acts", "conv0", 2, 1), ("acts", "conv1", 1, 0), ("acts", "conv2", 2, 0),
+@pytest.mark.parametrize("net, layer, P, pe_i, L", [
+    ("cnn", "conv0", 1, 0, 1), ("cnn", "conv1", 2, 1, 1), ("cnn", "add0", 2, 0, 1),
+    ("cnn", "globalavgpool0", 2, 1, 1), ("cnn", "linear0", 2, 0, 1), ("mlp", "linear0", 3, 2, 1),
+    ("acts", "conv0", 2, 1, 1), ("acts", "conv1", 1, 0, 1), ("acts", "conv2", 2, 0, 1),
+    ("cnn", "conv1", 1, 0, 2), ("cnn", "add0", 1, 0, 4), ("cnn", "globalavgpool0", 2, 1, 2),
+    ("cnn", "linear0", 1, 0, 2), ("mlp", "linear0", 3, 2, 4), ("acts", "conv2", 2, 0, 2),
 ])
-def test_synaptic_matches_golden(net, layer, P, pe_i):
+def test_synaptic_matches_golden(net, layer, P, pe_i, L):
+    """``L`` lanes: local channel k lives in bank k % L at group k // L."""
     q = _net(net)
-    plan = HwPlan.from_qnet(q, pes=P)
+    plan = HwPlan.from_qnet(q, pes=P, lanes=L)
     lp = next(l for l in plan.layers if l.name == layer)
     ql = q.layer(layer)
     rng = np.random.default_rng(_seed(net, layer, P, pe_i))
@@ -85,20 +88,21 @@ def test_synaptic_matches_golden(net, layer, P, pe_i):
             await stream_put(ctx, dut.syn, {"term": ti, "c": c, "y": y, "x": x, "delta": d})
         await ctx.tick().until(dut.syn_idle)
         await ctx.tick()
-        got["acc"] = [ctx.get(dut.acc_data[i]) for i in range(plan.acc_depth[pe_i])]
-        got["t"] = [ctx.get(dut.touched_data[i]) for i in range(plan.touch_depth[pe_i])]
+        got["acc"] = [[ctx.get(b[i]) for i in range(plan.acc_depth[pe_i])] for b in dut.acc_banks]
+        got["t"] = [[ctx.get(b[i]) for i in range(plan.touch_depth[pe_i])] for b in dut.touched_banks]
 
     _run(dut, [producer])
     a3 = acc.reshape(lp.acc_shape)
     _, ah, aw = lp.acc_shape
     for k, c in enumerate(_owned(q, layer, P, pe_i)):
-        base = lp.abase[pe_i] + k * ah * aw
-        assert got["acc"][base:base + ah * aw] == a3[c].reshape(-1).tolist(), f"channel {c}"
+        base = lp.abase[pe_i] + (k // L) * ah * aw
+        assert got["acc"][k % L][base:base + ah * aw] == a3[c].reshape(-1).tolist(), f"channel {c}"
     if lp.gated:
         g3 = gate_touched.reshape(lp.gate_shape)
         _, gh, gw = lp.gate_shape
-        want = np.concatenate([g3[c].reshape(-1) for c in _owned(q, layer, P, pe_i)] + [np.zeros(0, bool)])
-        assert got["t"][:len(want)] == want.astype(int).tolist()
+        for k, c in enumerate(_owned(q, layer, P, pe_i)):
+            base = (k // L) * gh * gw
+            assert got["t"][k % L][base:base + gh * gw] == g3[c].reshape(-1).astype(int).tolist(), f"channel {c}"
 
 
 def _feed(rng, plan, lp, q, n, scale):
@@ -157,9 +161,10 @@ def _gate_case(q, plan, lp, ql, layer, owned, mode, rng):
     ("acts", "conv0", 1, 0), ("acts", "conv1", 2, 0), ("cnn", "linear0", 2, 1), ("acts", "conv2", 2, 1),
 ])
 @pytest.mark.parametrize("mode", ["evnet", "memloss", "flush"])
-def test_gate_matches_golden(net, layer, P, pe_i, mode):
+@pytest.mark.parametrize("L", [1, 2])
+def test_gate_matches_golden(net, layer, P, pe_i, mode, L):
     q = _net(net)
-    plan = HwPlan.from_qnet(q, pes=P)
+    plan = HwPlan.from_qnet(q, pes=P, lanes=L)
     lp = next(l for l in plan.layers if l.name == layer)
     if lp.readout and mode != "evnet":
         pytest.skip("the readout has no gate")
@@ -205,7 +210,7 @@ def test_gate_matches_golden(net, layer, P, pe_i, mode):
             # the handshake happened at this edge if valid & ready were high before it
         ctx.set(dut.evt.ready, 0)
         got["bd"] = [ctx.get(dut.bd_data[i]) for i in range(plan.bd_depth[pe_i])]
-        got["t"] = [ctx.get(dut.touched_data[i]) for i in range(plan.touch_depth[pe_i])]
+        got["t"] = [ctx.get(b[i]) for b in dut.touched_banks for i in range(plan.touch_depth[pe_i])]
 
     async def monitor(ctx):
         async for clk_edge, rst, valid, ready, payload in ctx.tick().sample(dut.evt.valid, dut.evt.ready,

@@ -43,7 +43,7 @@ def test_mapping_interleaves_channels():
     conv0 = p.layers[0]
     assert conv0.own == [2, 1] and conv0.abase == [0, 0]
     assert p.cfg_map[p.cfg_gates["conv0"]["cfg_base"] + 1] == (1, conv0.tbase[1])
-    assert sum(len(w) for w in p.weights) >= sum(t.weight.size for t in p.terms if t.kind in ("conv", "linear"))
+    assert sum(len(w) for pe in p.weights for w in pe) >= sum(t.weight.size for t in p.terms if t.kind in ("conv", "linear"))
 
 
 def test_event_buffers_share_disjoint_lifetimes():

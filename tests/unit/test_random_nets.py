@@ -134,9 +134,9 @@ async def _wait(ctx, sig, limit, what):
     raise AssertionError(f"timeout waiting for {what}")
 
 
-def run_random(q, P, seed, n_frames, stalls=True):
+def run_random(q, P, seed, n_frames, stalls=True, lanes=1):
     rng = np.random.default_rng(seed)
-    plan = HwPlan.from_qnet(q, pes=P)
+    plan = HwPlan.from_qnet(q, pes=P, lanes=lanes)
     frames = _frames(rng, q.input.shape, n_frames)
     modes = ["flush"] + [str(rng.choice(["flush", "evnet", "evnet", "memloss"])) for _ in range(n_frames - 1)]
     th = _thresholds(rng, q)
@@ -147,7 +147,7 @@ def run_random(q, P, seed, n_frames, stalls=True):
     predicted = [cm.predict(_work(q, costs, f, mode, r)) for f, mode, r in zip(frames, modes, want)]
     budget = 2 * max(predicted) + 100       # a hang, not a slow frame: the model is held to 10 % below
     got = []
-    msg = f"seed={seed} P={P} net={q.name}"
+    msg = f"seed={seed} P={P} L={lanes} net={q.name}"
 
     async def host(ctx):
         for name, info in plan.cfg_gates.items():
@@ -254,6 +254,26 @@ def test_cycle_model_on_random_networks(kind, seed):
     P = int(np.random.default_rng(s).integers(1, 5))
     before = len(CHECKED)
     run_random(q, P, s, 5, stalls=False)
+    assert len(CHECKED) > before, "no event frame to check"
+
+
+@pytest.mark.parametrize("kind, seed", CASES[1::3])
+def test_random_networks_with_lanes(kind, seed):
+    """L = 2 or 4 synaptic lanes per PE: the same outputs and counts, with stalls."""
+    g, q = case(kind, seed)
+    s = _case_seed(3, seed, NET_KINDS.index(kind))
+    rng = np.random.default_rng(s)
+    P, L = int(rng.integers(1, 5)), int(rng.choice([2, 4]))
+    assert run_random(q, P, s, 4, lanes=L) > 0, f"seed={s}: no events at all"
+
+
+@pytest.mark.parametrize("kind, seed", CASES[2::3])
+def test_cycle_model_with_lanes(kind, seed):
+    g, q = case(kind, seed)
+    s = _case_seed(4, seed, NET_KINDS.index(kind))
+    P = int(np.random.default_rng(s).integers(1, 5))
+    before = len(CHECKED)
+    run_random(q, P, s, 5, stalls=False, lanes=4)
     assert len(CHECKED) > before, "no event frame to check"
 
 

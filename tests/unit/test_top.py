@@ -79,10 +79,11 @@ def run_top(plan, frames, modes, thresholds, rng):
     return results
 
 
-@pytest.mark.parametrize("net, P", [("mlp", 1), ("mlp", 2), ("cnn", 1), ("cnn", 2), ("acts", 3)])
-def test_top_matches_golden(net, P):
+@pytest.mark.parametrize("net, P, L", [("mlp", 1, 1), ("mlp", 2, 1), ("cnn", 1, 1), ("cnn", 2, 1), ("acts", 3, 1),
+                                        ("mlp", 1, 4), ("cnn", 1, 2), ("cnn", 2, 4), ("acts", 3, 2)])
+def test_top_matches_golden(net, P, L):
     q = NETS[net]()
-    plan = HwPlan.from_qnet(q, pes=P)
+    plan = HwPlan.from_qnet(q, pes=P, lanes=L)
     rng = np.random.default_rng(100 + P + len(net))
     frames = _frames(rng, q.input.shape, 5)
     modes = ["flush", "evnet", "evnet", "memloss", "flush"]     # the second flush: the sweep resets
