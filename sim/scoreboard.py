@@ -16,7 +16,7 @@ Per frame ``t`` (docs/architecture.md §2):
   (``input`` included), synaptic updates ``event_macs + acc_ops`` per layer.
 * Outputs: the readout of every frame, in the output tensor's order (``FrameResult.output``).
 
-``ideal_cycles = max(input pixels, total synaptic updates / P)`` (one pixel per cycle in, one update
+``ideal_cycles = max(input pixels, total synaptic updates / (P * L))`` (one pixel per cycle in, one update
 per PE per cycle), computed by ``sim.session.summarize``.
 
 A mismatch is a dict ``{frame, what, expected, got, kind}``; ``kind`` is ``exact`` for outputs,

@@ -5,7 +5,8 @@ from tests.cliutil import run
 
 
 @pytest.mark.parametrize("args", [["--pes", "a,2"], ["--pes", "99"], ["--pes", "0,4"], ["--pes", ""],
-                                  ["--dense-pes", "0"], ["--frames", "0"], ["--threshold", "nan"]])
+                                  ["--dense-pes", "0"], ["--frames", "0"], ["--threshold", "nan"],
+                                  ["--lanes", "3"], ["--lanes", "16"], ["--lanes", "1,x"]])
 def test_bench_hw_bad_flags(capsys, tmp_path, args):
     code, out, err = run(capsys, "bench", "hw", "-o", str(tmp_path / "b"), *args)
     assert code == 2

@@ -210,3 +210,34 @@ def test_cache_dir_that_is_a_file_is_refused(tmp_path, monkeypatch):
     assert sim_cache() == (tmp_path / "c").resolve() and (tmp_path / "c").is_dir()
     monkeypatch.delenv("EVHW_SIM_CACHE")
     assert sim_cache() is None and sim_cache(tmp_path / "d") == (tmp_path / "d").resolve()
+
+
+def test_lane_banks_hold_each_lanes_channels(tmp_path):
+    """``--lanes L``: bank j of PE p holds, group by group, the weights of its local channels
+    k = g * L + j (global channel p + P * k), zeros where the PE has no such channel."""
+    q = tiny_cnn()
+    P, L = 2, 2
+    man = generate(q, pes=P, lanes=L, out_dir=tmp_path / "b")
+    assert man.lanes == L
+    plan = HwPlan.from_qnet(q, pes=P, lanes=L)
+    for pe in range(P):
+        for j in range(L):
+            name = f"pe{pe}_weights.hex" if j == 0 else f"pe{pe}_weights_lane{j}.hex"
+            want = []
+            for layer in q.layers():
+                for t in layer.terms:
+                    w = getattr(t, "weight", None)
+                    if t.kind == "conv" or t.kind == "linear":
+                        C, n = w.shape[0], int(np.prod(w.shape[1:]))
+                        own = len(range(pe, C, P))
+                        for g in range(-(-own // L)):
+                            k = g * L + j
+                            want += (np.asarray(w[pe + P * k]).reshape(-1).tolist() if k < own else [0] * n)
+                    elif t.kind == "scale":
+                        C = layer.acc_shape[0]
+                        own = len(range(pe, C, P))
+                        want += [int(np.broadcast_to(w, (C,))[pe + P * (g * L + j)]) if g * L + j < own else 0
+                                 for g in range(-(-own // L))]
+                    else:                                        # sumpool: one word, weight 1
+                        want.append(1)
+            assert words(tmp_path / "b" / "mem" / name) == masked(want, plan.weight_w), name

@@ -6,7 +6,7 @@ import json
 import click
 from rich.table import Table
 
-from rtl_gen.limits import MAX_PES
+from rtl_gen.limits import MAX_LANES, MAX_PES
 from sim.limits import MAX_THREADS, SIMULATORS
 
 from ..data.clip import MAX_FRAMES
@@ -55,29 +55,36 @@ def golden(model, video, n_frames, threshold, kernels, as_json):
 @click.option("--frames", "n_frames", type=click.IntRange(min=1), default=HW_FRAMES, show_default=True)
 @click.option("--pes", "p_list", type=IntList(1, MAX_PES), default=",".join(map(str, HW_PES)), show_default=True,
               help="Comma-separated PE counts.")
+@click.option("--lanes", "l_list", type=IntList(1, MAX_LANES), default="1", show_default=True,
+              help="Comma-separated lane counts (powers of two); every P runs with every L.")
 @click.option("--dense-pes", type=click.IntRange(1, MAX_PES), default=HW_DENSE_PES, show_default=True,
-              help="Also run dense mode at this P.")
+              help="Also run dense mode at this P (with the first of --lanes).")
 @click.option("--threshold", type=THRESHOLD, help="Gate threshold h (default: the model's operating point).")
 @click.option("--simulator", type=click.Choice(SIMULATORS), default=SIMULATORS[0], show_default=True)
 @click.option("-o", "--output", default=HW_BUILD_ROOT, show_default=True, help="Build folder root.")
 @click.option("--json", "as_json", is_flag=True)
-def hw(model, video, n_frames, p_list, dense_pes, threshold, simulator, output, as_json):
-    """Cycles per frame of the generated array on real video: evnet vs dense, vs ideal, P scaling."""
+def hw(model, video, n_frames, p_list, l_list, dense_pes, threshold, simulator, output, as_json):
+    """Cycles per frame of the generated array on real video: evnet vs dense, vs ideal and predicted,
+    P and L scaling."""
     from ..flow.bench import bench_hw
+    bad = [n for n in l_list if n & (n - 1)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]} is not a power of two", param_hint="--lanes")
     res = bench_hw(model, video=video, frames=n_frames, pes=p_list, dense_pes=dense_pes, threshold=threshold,
-                   simulator=simulator, build_root=output, log=err.print)
+                   simulator=simulator, build_root=output, log=err.print, lanes=tuple(l_list))
     if as_json:
         click.echo(json.dumps(res))
         return
     t = Table(title=f"{model}: {n_frames} frames of {res['video']}, h={res['threshold']:g}, {simulator}")
-    for col in ("P", "policy", "cycles/frame", "event frames: cycles", "ideal", "ratio", "PE busy",
-                "speed-up vs P=1", "efficiency"):
+    for col in ("P", "L", "policy", "cycles/frame", "event frames: cycles", "predicted", "ideal", "ratio",
+                "PE busy", "speed-up vs P=1 L=1", "efficiency"):
         t.add_column(col, justify="right")
     for r in res["runs"]:
         ratio = (r["event_frames_cycles"] / r["event_frames_ideal"]
                  if r["event_frames_cycles"] and r["event_frames_ideal"] else None)
-        t.add_row(str(r["pes"]), r["policy"], f"{r['mean_cycles']:,.0f}",
+        t.add_row(str(r["pes"]), str(r["lanes"]), r["policy"], f"{r['mean_cycles']:,.0f}",
                   "-" if r["event_frames_cycles"] is None else f"{r['event_frames_cycles']:,.0f}",
+                  "-" if r["event_frames_predicted"] is None else f"{r['event_frames_predicted']:,.0f}",
                   "-" if r["event_frames_ideal"] is None else f"{r['event_frames_ideal']:,.0f}",
                   "-" if ratio is None else f"{ratio:.2f}x",
                   "-" if r["pe_busy_fraction"] is None else f"{100 * r['pe_busy_fraction']:.1f} %",

@@ -70,7 +70,7 @@ def generate(net, pes, lanes, output, threshold, as_json):
 def sim(build, video, n_frames, simulator, policy, threshold, reset_every, seed, stall, threads, waves, as_json):
     """Simulate BUILD/ (from `evhw generate`) on FRAMES and check it bit for bit against the golden model.
 
-    Ideal cycles of a frame = max(its input pixels, its synaptic updates / P): per layer, event frames count the golden
+    Ideal cycles of a frame = max(its input pixels, its synaptic updates / (P * L)): per layer, event frames count the golden
     model's event MACs + non-MAC accumulations; flush frames count the (non-zero input value,
     reached accumulator) pairs of the dense values (the hardware sends only non-zero values).
     Predicted cycles: the cycle model (docs/architecture.md §6) on the golden model's counts."""

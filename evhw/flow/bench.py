@@ -88,8 +88,9 @@ HW_MODEL, HW_FRAMES, HW_PES, HW_DENSE_PES, HW_BUILD_ROOT = "objects-cnn", 4, (1,
 
 
 def bench_hw(model=HW_MODEL, *, video=None, frames=HW_FRAMES, pes=HW_PES, dense_pes=HW_DENSE_PES, threshold=None,
-             simulator="verilator", build_root=HW_BUILD_ROOT, log=print) -> dict:
-    """``threshold``: None is the model's operating point (:func:`evhw.zoo.operating_threshold`)."""
+             simulator="verilator", build_root=HW_BUILD_ROOT, log=print, lanes=(1,)) -> dict:
+    """Every (P, L) of ``pes`` x ``lanes``; dense mode at ``dense_pes`` with the first of ``lanes``.
+    ``threshold``: None is the model's operating point (:func:`evhw.zoo.operating_threshold`)."""
     from rtl_gen.builddir import BuildDir
     from sim.session import simulate
 
@@ -100,23 +101,23 @@ def bench_hw(model=HW_MODEL, *, video=None, frames=HW_FRAMES, pes=HW_PES, dense_
     res = {"model": model, "video": source, "frames": frames, "threshold": threshold, "simulator": simulator,
            "machine": f"{platform.machine()} {platform.python_version()}", "runs": []}
     t0 = time.time()
-    for p in pes:
-        bdir = root / f"{model}-p{p}"
-        log(f"P={p}: generating {bdir}")
-        generate_build(model, pes=p, out_dir=bdir, threshold=threshold)
+    for p, lanes_ in ((p, L) for p in pes for L in lanes):
+        bdir = root / (f"{model}-p{p}" if lanes_ == 1 else f"{model}-p{p}-l{lanes_}")
+        log(f"P={p} L={lanes_}: generating {bdir}")
+        generate_build(model, pes=p, lanes=lanes_, out_dir=bdir, threshold=threshold)
         q, _ = BuildDir.open(bdir).load_net()
         apply_thresholds(q, threshold)
         clip = clip_for(source, q.input.shape, frames)
-        policies = ["evnet"] + (["dense"] if p == dense_pes else [])
+        policies = ["evnet"] + (["dense"] if p == dense_pes and lanes_ == lanes[0] else [])
         for pol in policies:
-            log(f"P={p}: simulating {frames} frames, {pol}, on {simulator}")
+            log(f"P={p} L={lanes_}: simulating {frames} frames, {pol}, on {simulator}")
             s = simulate(bdir, q, clip.frames, policy=pol, simulator=simulator, seed=1)
             if not s["bit_exact"]:
-                raise MismatchError(f"P={p} {pol}: the RTL does not match the golden model: {s['mismatches'][:3]} "
-                                f"{s.get('error') or ''}")
+                raise MismatchError(f"P={p} L={lanes_} {pol}: the RTL does not match the golden model: "
+                                    f"{s['mismatches'][:3]} {s.get('error') or ''}")
             ev = [r for r in s["per_frame"] if r["kind"] == "event"]
             res["runs"].append({
-                "pes": p, "policy": pol, "bit_exact": s["bit_exact"], "cycles_per_frame": s["cycles_per_frame"],
+                "pes": p, "lanes": lanes_, "policy": pol, "bit_exact": s["bit_exact"], "cycles_per_frame": s["cycles_per_frame"],
                 "ideal_cycles_per_frame": s["ideal_cycles_per_frame"], "pe_busy_fraction": s["pe_busy_fraction"],
                 "predicted_cycles_per_frame": s["predicted_cycles_per_frame"],
                 "event_frames_predicted": float(np.mean([r["predicted_cycles"] for r in ev])) if ev else None,
@@ -126,14 +127,14 @@ def bench_hw(model=HW_MODEL, *, video=None, frames=HW_FRAMES, pes=HW_PES, dense_
                 if ev and all(isinstance(r["syn_cycles"], int) for r in ev) else None,
                 "mean_cycles": float(np.mean(s["cycles_per_frame"])),
                 "sim_seconds": s.get("sim_seconds")})
-    ev = {r["pes"]: r for r in res["runs"] if r["policy"] == "evnet"}
-    if 1 in ev:
-        for p, r in ev.items():
-            r["speedup_vs_p1"] = ev[1]["mean_cycles"] / r["mean_cycles"]
-            r["parallel_efficiency"] = r["speedup_vs_p1"] / p
+    ev = {(r["pes"], r["lanes"]): r for r in res["runs"] if r["policy"] == "evnet"}
+    for (p, lanes_), r in ev.items():           # against one PE of one lane
+        if (1, 1) in ev:
+            r["speedup_vs_p1"] = ev[1, 1]["mean_cycles"] / r["mean_cycles"]
+            r["parallel_efficiency"] = r["speedup_vs_p1"] / (p * lanes_)
     dense = next((r for r in res["runs"] if r["policy"] == "dense"), None)
-    if dense and dense_pes in ev:
-        res["dense_over_evnet_cycles"] = dense["mean_cycles"] / ev[dense_pes]["mean_cycles"]
+    if dense and (dense_pes, lanes[0]) in ev:
+        res["dense_over_evnet_cycles"] = dense["mean_cycles"] / ev[dense_pes, lanes[0]]["mean_cycles"]
     res["seconds"] = round(time.time() - t0, 1)
     root.mkdir(parents=True, exist_ok=True)
     (root / f"bench-{model}.json").write_text(json.dumps(res, indent=1))

@@ -1,6 +1,6 @@
 """Simulate a build (from :func:`evhw.flow.build.generate_build`) on frames and check it against the golden model.
 
-Ideal cycles of a frame = max(its input pixels, its synaptic updates / P): per layer, event frames count the golden
+Ideal cycles of a frame = max(its input pixels, its synaptic updates / (P * L)): per layer, event frames count the golden
 model's event MACs + non-MAC accumulations; flush frames count the (non-zero input value,
 reached accumulator) pairs of the dense values (the hardware sends only non-zero values).
 """
