@@ -48,7 +48,7 @@ def edit_manifest(path, change, *, forge=False):
 def test_written_build_opens_and_round_trips(built):
     path, man = built
     b = BuildDir.open(path)
-    assert b.manifest == man and b.manifest.version == MANIFEST_VERSION == 2
+    assert b.manifest == man and b.manifest.version == MANIFEST_VERSION == 3
     assert Manifest.from_json(man.to_json()) == man
     assert sorted(p.name for p in path.iterdir()) == ["evhw_build.json", "evhw_top.v", "manifest.json", "mem",
                                                       "net.evnet"]

@@ -68,7 +68,7 @@ def write_top(directory, *, n_macs=1, depth=512):
     from tests.unit.nets import tiny_mlp
     q = tiny_mlp()                       # net.evnet of the build (not used by `evhw report`)
     manifest = Manifest.from_dict({
-        "version": MANIFEST_VERSION, "top": "evhw_top", "network": "8x8 MAC stand-in", "pes": 1,
+        "version": MANIFEST_VERSION, "top": "evhw_top", "network": "8x8 MAC stand-in", "pes": 1, "lanes": 1,
         "ports": {n: vars(p) for n, p in port_list(top).items()},
         "input": {"shape": [1], "value_bits": 8, "signed": False, "pixels": 1},
         "output": {"layer": "mac", "shape": [1], "value_bits": 8, "signed": False, "count": 1},

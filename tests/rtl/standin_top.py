@@ -197,7 +197,7 @@ def standin_manifest(q, top):
     stats["updates"] = {layer.name: 3}
     shape = list(layer.out.shape)
     return Manifest.from_dict({
-        "version": MANIFEST_VERSION, "top": "evhw_top", "network": q.name, "pes": 1,
+        "version": MANIFEST_VERSION, "top": "evhw_top", "network": q.name, "pes": 1, "lanes": 1,
         "ports": {n: vars(p) for n, p in port_list(top).items()},
         "input": {"shape": list(q.input.shape), "value_bits": 8, "signed": False, "pixels": top.n_pix},
         "output": {"layer": layer.name, "shape": shape, "value_bits": top.out_w, "signed": True,
