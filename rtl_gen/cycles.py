@@ -87,7 +87,7 @@ class CycleModel:
                                  sources=tuple(plan.terms[t].src for t in l.terms),
                                  mac=tuple(plan.terms[t].kind in ("conv", "linear") for t in l.terms),
                                  outputs=int(l.gate_shape[0] * l.gate_shape[1] * l.gate_shape[2])))
-        deepest = max(max(a, b, t) for a, b, t in zip(plan.acc_depth, plan.bd_depth, plan.touch_depth))
+        deepest = max(max(*a, b, *t) for a, b, t in zip(plan.acc_depth, plan.bd_depth, plan.touch_depth))
         first = plan.terms[plan.layers[0].terms[0]]
         return cls(pixels=plan.input_size, sweep=max(plan.input_size, deepest), layers=tuple(layers),
                    overlap_input=first.src_mem == plan.event_mems[0].index, pes=plan.pes)
@@ -110,7 +110,23 @@ class CycleModel:
                     out["input"] = max(out["input"], end + SYN_DEPTH)
                 work -= first
                 events -= n
-            out[f"{l.name}.syn"] = (work + SYN_DEPTH if events else 0) + l.terms + 1      # a read turn per term, the drain check
+            drain = SYN_DEPTH if events else 0
+            if k > 0:
+                # the first term replays during the previous layer's gate phase (other memory banks);
+                # events of that layer's own tensor come out of its gate pipeline first
+                n = w.events.get(l.sources[0], 0)
+                if n:
+                    first = work * n / events
+                    prev = self.layers[k - 1]
+                    end = first + (GATE_DEPTH if l.sources[0] == prev.name else 0)
+                    g = f"{prev.name}.gate"
+                    both = max(out[g] - PHASE_TURN, end)
+                    if events == n:                  # nothing else to replay: only the drain can show
+                        drain = max(0, end + SYN_DEPTH - both)
+                    out[g] = both + PHASE_TURN
+                    work -= first
+                    events -= n
+            out[f"{l.name}.syn"] = (work if events else 0) + drain + l.terms + 1   # a read turn per term, the drain check
             if l.readout:
                 walk = l.outputs
             else:

@@ -184,9 +184,9 @@ class HwPlan:
     input_r_w: int        # input-gate word r, unsigned: a pixel value (0 .. input hi)
     pool_w: int           # max-pool window counters: they hold 0 .. (largest combined pool side - 1)
     # per-PE memory depths and contents
-    acc_depth: list = field(default_factory=list)
+    acc_depth: list = field(default_factory=list)       # per PE: (even layers, odd layers) bank depths
     bd_depth: list = field(default_factory=list)
-    touch_depth: list = field(default_factory=list)
+    touch_depth: list = field(default_factory=list)     # per PE: (even layers, odd layers) bank depths
     touch_w: list = field(default_factory=list)       # per PE: touched-list fields (c local, y, x) in bits
     event_bufs: list = field(default_factory=list)
     weights: list = field(default_factory=list)       # per PE: list of ints
@@ -382,26 +382,28 @@ class HwPlan:
     def _layout(self, q):
         """Per PE: memory bases and contents. Accumulators, weights and touched bits are banked by
         lane (lane ``j`` holds local channels ``k`` with ``k % lanes == j``, at group ``k // lanes``),
-        so every lane of an update uses the same address; the gate state, parameters and thresholds
-        are per local channel, unbanked."""
+        so every lane of an update uses the same address; accumulators and touched bits also by the
+        parity of the layer index, so that a layer's gate phase and the next layer's synaptic phase
+        use different memories. The gate state, parameters and thresholds are per local channel,
+        unbanked."""
         P, L = self.pes, self.lanes
         self.weights = [[[] for _ in range(L)] for _ in range(P)]
         self.params = [[] for _ in range(P)]
         self.th_init = [[] for _ in range(P)]
         self.acc_depth, self.bd_depth, self.touch_depth = [], [], []
         for pe in range(P):
-            a = g = 0
-            touch = 1
+            a, g, touch = [0, 0], 0, [1, 1]
             for l in self.layers:
-                l.abase[pe] = a
-                a += l.acc_size(pe, L)
+                par = l.index % 2
+                l.abase[pe] = a[par]
+                a[par] += l.acc_size(pe, L)
                 l.pbase[pe] = len(self.params[pe])
                 for c in range(pe, l.channels, P):
                     self.params[pe].append((l.bias[c], l.mult[c], l.shift[c]))
                 if l.gated:
                     l.gbase[pe] = g
                     g += l.gate_size(pe)
-                    touch = max(touch, l.touch_size(pe, L))
+                    touch[par] = max(touch[par], l.touch_size(pe, L))
                     l.tbase[pe] = len(self.th_init[pe])
                     th = np.broadcast_to(q.thresholds.get(l.name, 0), (l.channels,))
                     self.th_init[pe] += [int(th[c]) for c in range(pe, l.channels, P)]
@@ -427,9 +429,9 @@ class HwPlan:
             self.touch_w.append(tuple(max(int(v - 1).bit_length(), 1) for v in (
                 max(max(l.groups(pe, L) for l in self.layers), 1), max(l.gate_shape[1] for l in self.layers),
                 max(l.gate_shape[2] for l in self.layers))))
-            self.acc_depth.append(max(a, 1))
+            self.acc_depth.append((max(a[0], 1), max(a[1], 1)))
             self.bd_depth.append(max(g, 1))
-            self.touch_depth.append(touch)
+            self.touch_depth.append(tuple(touch))
             for lst in (*self.weights[pe], self.params[pe], self.th_init[pe]):
                 if not lst:
                     lst.append((0, 0, 0) if lst is self.params[pe] else 0)
@@ -494,10 +496,10 @@ class HwPlan:
         for pe in range(P):
             L = self.lanes
             per_pe.append({
-                "acc": L * self.acc_depth[pe] * self.acc_w,
+                "acc": L * sum(self.acc_depth[pe]) * self.acc_w,
                 "gate_state": self.bd_depth[pe] * bd_w,
-                "touched_bits": L * self.touch_depth[pe],
-                "touched_list": L * self.touch_depth[pe] * sum(self.touch_w[pe]),
+                "touched_bits": L * sum(self.touch_depth[pe]),
+                "touched_list": L * sum(self.touch_depth[pe]) * sum(self.touch_w[pe]),
                 "weights": sum(len(b) for b in self.weights[pe]) * self.weight_w,
                 "params": len(self.params[pe]) * (self.bias_w + MULT_WIDTH + self.shift_w),
                 "thresholds": len(self.th_init[pe]) * self.th_w,

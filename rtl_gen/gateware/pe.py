@@ -51,14 +51,17 @@ class PE(wiring.Component):
         self.plan, self.index, self.readmem = plan, index, readmem
         p, i = plan, index
         L = p.lanes
-        #: per lane: accumulators, touched bits, touched list and weights (lane j: local channels k % L == j)
-        self.acc_banks = [MemoryData(shape=signed(p.acc_w), depth=p.acc_depth[i], init=[]) for _ in range(L)]
-        self.touched_banks = [MemoryData(shape=1, depth=p.touch_depth[i], init=[]) for _ in range(L)]
-        self.tlist_banks = [MemoryData(shape=touch_layout(p, i), depth=p.touch_depth[i], init=[]) for _ in range(L)]
+        #: ``[parity][lane]``: accumulators, touched bits and touched lists of the layers of that index
+        #: parity (layer l: bank l % 2) and local channels k % L == lane; weights ``[lane]``
+        self.acc_banks = [[MemoryData(shape=signed(p.acc_w), depth=p.acc_depth[i][b], init=[]) for _ in range(L)]
+                          for b in range(2)]
+        self.touched_banks = [[MemoryData(shape=1, depth=p.touch_depth[i][b], init=[]) for _ in range(L)]
+                              for b in range(2)]
+        self.tlist_banks = [[MemoryData(shape=touch_layout(p, i), depth=p.touch_depth[i][b], init=[])
+                             for _ in range(L)] for b in range(2)]
         self.w_banks = [MemoryData(shape=signed(p.weight_w), depth=len(p.weights[i][j]), init=p.weights[i][j])
                         for j in range(L)]
-        self.acc_data, self.touched_data = self.acc_banks[0], self.touched_banks[0]
-        self.tlist_data, self.w_data = self.tlist_banks[0], self.w_banks[0]
+        self.w_data = self.w_banks[0]
         self.bd_data = MemoryData(shape=gate_state_layout(p), depth=p.bd_depth[i], init=[])
         self.p_data = MemoryData(shape=param_layout(p), depth=len(p.params[i]),
                                  init=[{"bias": b, "mult": mu, "shift": s} for b, mu, s in p.params[i]])
@@ -76,6 +79,7 @@ class PE(wiring.Component):
             "memloss":     In(1),
             "sweep_start": In(1),
             "idle":        Out(1),
+            "gate_idle":   Out(1),
             "syn_idle":    Out(1),
             "th_we":       In(1),
             "th_addr":     In(range(max(len(p.th_init[i]), 2))),
@@ -98,19 +102,22 @@ class PE(wiring.Component):
             return Mem(d, image=image.get(id(d)), readmem=self.readmem)
 
         L, lsh = p.lanes, _sh(p.lanes)
-        acc_w, acc_r, t_w, t_r, tl_w, tl_r, w_r = [], [], [], [], [], [], []
+        acc_w, acc_r, t_w, t_r, tl_w, tl_r = ([[None] * L, [None] * L] for _ in range(6))
+        w_r = []
+        for b in range(2):
+            for j in range(L):
+                sfx = ("_p1" if b else "") + (f"_l{j}" if j else "")
+                acc = m.submodules[f"acc{sfx}"] = mem(self.acc_banks[b][j])
+                touched = m.submodules[f"touched{sfx}"] = mem(self.touched_banks[b][j])
+                tlist = m.submodules[f"tlist{sfx}"] = mem(self.tlist_banks[b][j])
+                acc_w[b][j] = acc.write_port()
+                acc_r[b][j] = acc.read_port(transparent_for=(acc_w[b][j],))
+                t_w[b][j] = touched.write_port()
+                t_r[b][j] = touched.read_port(transparent_for=(t_w[b][j],))
+                tl_w[b][j] = tlist.write_port()
+                tl_r[b][j] = tlist.read_port()
         for j in range(L):
-            sfx = f"_l{j}" if j else ""
-            acc = m.submodules[f"acc{sfx}"] = mem(self.acc_banks[j])
-            touched = m.submodules[f"touched{sfx}"] = mem(self.touched_banks[j])
-            tlist = m.submodules[f"tlist{sfx}"] = mem(self.tlist_banks[j])
-            wmem = m.submodules[f"wmem{sfx}"] = mem(self.w_banks[j])
-            acc_w.append(acc.write_port())
-            acc_r.append(acc.read_port(transparent_for=(acc_w[j],)))
-            t_w.append(touched.write_port())
-            t_r.append(touched.read_port(transparent_for=(t_w[j],)))
-            tl_w.append(tlist.write_port())
-            tl_r.append(tlist.read_port())
+            wmem = m.submodules["wmem" + (f"_l{j}" if j else "")] = mem(self.w_banks[j])
             w_r.append(wmem.read_port())
         m.submodules.bd = bd = mem(self.bd_data)
         m.submodules.pmem = pmem = mem(self.p_data)
@@ -132,10 +139,10 @@ class PE(wiring.Component):
         ip = self.syn.payload
         sw = max(p.y_w, p.x_w) + 8
         ch_shape = range(own_max + 1)
-        wa_w, aa_w = len(w_r[0].addr), len(acc_r[0].addr)
+        wa_w, aa_w = len(w_r[0].addr), max(len(acc_r[b][0].addr) for b in range(2))
         # the gate unit's element: local channel and gate (y, x)
         el = data.StructLayout({"c": range(own_max), "y": tl["y"].shape, "x": tl["x"].shape})
-        ga_w = max(p.touch_depth[pe], 2).bit_length()
+        ga_w = max(*p.touch_depth[pe], 2).bit_length()
 
         def sig(shape, name):
             return Signal(shape, name=name)
@@ -167,6 +174,7 @@ class PE(wiring.Component):
         # U0 expander
         cur_valid = Signal()
         cur_term, cur_delta = Signal.like(e1.term), Signal.like(e1.delta)
+        cur_par = Signal()                                     # the term's layer parity: its memory bank
         ch, ch_hi = Signal(ch_shape), Signal(ch_shape)          # channel group (k // L)
         c_lo, c_hi = Signal(ch_shape), Signal(ch_shape)         # the event's local channels
         oy, oy_lo, oy_hi = Signal(p.y_w), Signal(p.y_w), Signal(p.y_w)
@@ -192,7 +200,7 @@ class PE(wiring.Component):
             ep_ready.eq(~ep_valid | e3_ready),
             e2_ready.eq(~e2_valid | ep_ready),
             e1_ready.eq(~e1_valid | e2_ready),
-            self.syn.ready.eq(~sweeping & ~gating & e1_ready),
+            self.syn.ready.eq(~sweeping & e1_ready),      # also while a gate phase runs (the other bank)
         ]
 
         # E1: register the broadcast event
@@ -312,6 +320,7 @@ class PE(wiring.Component):
                 for t in p.terms:
                     lay = p.layers[t.layer]
                     with m.Case(t.index):
+                        m.d.sync += cur_par.eq(lay.index % 2)
                         kh, kw = t.kernel
                         cin = t.src_shape[0]
                         _, ah, aw = lay.acc_shape
@@ -366,27 +375,31 @@ class PE(wiring.Component):
 
         # U1: weight words arrive; accumulators and touched bits are read (one of each per lane)
         u1_valid, u1_aa, u1_delta, u1_mask = Signal(), Signal(aa_w), Signal.like(cur_delta), Signal(L)
-        u1_gv, u1_ga, u1_gco = Signal(), Signal(ga_w), Signal(tl)
-        m.d.sync += [u1_valid.eq(cur_valid), u1_aa.eq(a), u1_delta.eq(cur_delta), u1_mask.eq(mask),
+        u1_gv, u1_ga, u1_gco, u1_par = Signal(), Signal(ga_w), Signal(tl), Signal()
+        m.d.sync += [u1_valid.eq(cur_valid), u1_aa.eq(a), u1_delta.eq(cur_delta), u1_mask.eq(mask), u1_par.eq(cur_par),
                      u1_gv.eq(cur_valid & gv), u1_ga.eq(g), u1_gco.c.eq(ch), u1_gco.y.eq(gy), u1_gco.x.eq(gx)]
         # U2: read-modify-write. The read (U1) is one cycle before the write (U2), and the read
         # ports are transparent to the write ports: back-to-back updates of one address see each
         # other without stalls.
         u2_valid, u2_aa, u2_mask = Signal(), Signal(aa_w), Signal(L)
         u2_prod = [Signal(signed(p.weight_w + p.delta_w), name=f"u2_prod_l{j}") for j in range(L)]
-        u2_gv, u2_ga, u2_gco = Signal(), Signal(ga_w), Signal(tl)
+        u2_gv, u2_ga, u2_gco, u2_par = Signal(), Signal(ga_w), Signal(tl), Signal()
         m.d.sync += [u2_valid.eq(u1_valid), u2_aa.eq(u1_aa), u2_mask.eq(u1_mask),
-                     u2_gv.eq(u1_gv), u2_ga.eq(u1_ga), u2_gco.eq(u1_gco)]
+                     u2_gv.eq(u1_gv), u2_ga.eq(u1_ga), u2_gco.eq(u1_gco), u2_par.eq(u1_par)]
         m.d.sync += [u2_prod[j].eq(w_r[j].data * u1_delta) for j in range(L)]
-        touch_n = [Signal(range(p.touch_depth[pe] + 1), name=f"touch_n_l{j}") for j in range(L)]
+        touch_n = [[Signal(range(p.touch_depth[pe][b] + 1), name=f"touch_n_p{b}_l{j}") for j in range(L)]
+                   for b in range(2)]
         new_touch = Signal(L)
         upd_lanes = u2_mask & Mux(u2_valid, (1 << L) - 1, 0)
         m.d.comb += self.upd.eq(sum(upd_lanes[j] for j in range(L)))
+        acc_old = [Mux(u2_par, acc_r[1][j].data, acc_r[0][j].data) for j in range(L)]   # U2's accumulators
         for j in range(L):
-            m.d.comb += [new_touch[j].eq(u2_gv & u2_mask[j] & ~t_r[j].data),
-                         tl_w[j].addr.eq(touch_n[j]), tl_w[j].data.eq(u2_gco), tl_w[j].en.eq(new_touch[j])]
-            with m.If(new_touch[j]):
-                m.d.sync += touch_n[j].eq(touch_n[j] + 1)
+            m.d.comb += new_touch[j].eq(u2_gv & u2_mask[j] & ~Mux(u2_par, t_r[1][j].data, t_r[0][j].data))
+            for b in range(2):
+                m.d.comb += [tl_w[b][j].addr.eq(touch_n[b][j]), tl_w[b][j].data.eq(u2_gco),
+                             tl_w[b][j].en.eq(new_touch[j] & (u2_par == b))]
+                with m.If(new_touch[j] & (u2_par == b)):
+                    m.d.sync += touch_n[b][j].eq(touch_n[b][j] + 1)
         syn_idle = ~e1_valid & ~e2_valid & ~ep_valid & ~e3_valid & ~cur_valid & ~u1_valid & ~u2_valid
         m.d.comb += self.syn_idle.eq(syn_idle)
 
@@ -396,11 +409,13 @@ class PE(wiring.Component):
         # GX a + bias, GM product, GS rounding shift, GF activation + BD read, GC clamp + pool max,
         # G3 gate rule (BD write), G4 output register
         layer = Signal.like(self.layer)
+        gpar = Signal()                               # the gate's layer parity: the memory bank it reads
+        m.d.comb += gpar.eq(layer[0])
         flush = Signal()
         memloss = Signal()
         readout = Signal()
         g_more = Signal()
-        idx = Signal(range(p.touch_depth[pe] + 1))
+        idx = Signal(range(max(p.touch_depth[pe]) + 1))
         glane = Signal(range(max(L, 2)))          # the touched list being walked (one per lane)
         gc = Signal(range(own_max + 1))
         gyc, gxc = Signal(p.y_w), Signal(p.x_w)
@@ -430,12 +445,17 @@ class PE(wiring.Component):
         g1_lane = Signal.like(glane)
         g1_ty, g1_tx = Signal.like(ty), Signal.like(tx)
         for j in range(L):
-            m.d.comb += [tl_r[j].addr.eq(idx), tl_r[j].en.eq(adv)]
+            for b in range(2):
+                m.d.comb += [tl_r[b][j].addr.eq(idx), tl_r[b][j].en.eq(adv)]
         # the next touched list with entries after the current one
-        tn = Array(touch_n)
+        tng = [Signal.like(touch_n[0][j] if len(touch_n[0][j]) >= len(touch_n[1][j]) else touch_n[1][j],
+                          name=f"tng_l{j}") for j in range(L)]        # the gate bank's list lengths
+        for j in range(L):
+            m.d.comb += tng[j].eq(Mux(gpar, touch_n[1][j], touch_n[0][j]))
+        tn = Array(tng)
         nxt, nxt_ok = Signal.like(glane), Signal()
         for j in reversed(range(L)):
-            with m.If((j > glane) & (touch_n[j] != 0)):
+            with m.If((j > glane) & (tng[j] != 0)):
                 m.d.comb += [nxt.eq(j), nxt_ok.eq(1)]
         with m.If(adv):
             m.d.sync += [g1_valid.eq(g0_valid), g1_first.eq((ty == 0) & (tx == 0)), g1_last.eq(last_tap),
@@ -479,7 +499,8 @@ class PE(wiring.Component):
 
         # G1 -> GA: element coordinates (counters in flush/readout, else the touched list)
         g1_e = Signal(el)
-        tl_d = Array(r.data for r in tl_r)[g1_lane]
+        tl_d = Array(Mux(gpar, tl_r[1][j].data.as_value(), tl_r[0][j].data.as_value()) for j in range(L))[g1_lane]
+        tl_d = data.View(tl, tl_d)
         with m.If(all_mode):
             m.d.comb += g1_e.eq(g1_co)
         with m.Else():
@@ -487,7 +508,7 @@ class PE(wiring.Component):
         ga = stage("ga", None, valid=(g1_valid, g1_valid), first=(g1_first, g1_first), last=(g1_last, g1_last),
                    e=(g1_e, g1_e), ty=(g1_ty, g1_ty), tx=(g1_tx, g1_tx))
         # GA: addresses (per-layer constant multiplies), registered
-        n_acc, n_pa, n_ta = Signal.like(acc_r[0].addr), Signal.like(p_r.addr), Signal.like(th_r.addr)
+        n_acc, n_pa, n_ta = Signal(aa_w), Signal.like(p_r.addr), Signal.like(th_r.addr)
         n_bd, n_loc = Signal.like(bd_r.addr), Signal(ga_w)
         e_ = ga["e"]
         n_lane, kg = Signal.like(glane), Signal.like(e_.c)         # the element's lane and channel group
@@ -517,7 +538,8 @@ class PE(wiring.Component):
         vw = p.value_w + 1
         xw = max(p.acc_w, p.bias_w) + 1
         x_ = Signal(signed(xw))
-        m.d.comb += x_.eq(Array(r.data for r in acc_r)[gx_["lane"]] + p_r.data.bias)
+        m.d.comb += x_.eq(Array(Mux(gpar, acc_r[1][j].data, acc_r[0][j].data) for j in range(L))[gx_["lane"]]
+                          + p_r.data.bias)
         hneg = Signal(signed(p.th_w + 1))
         m.d.comb += hneg.eq(-th_r.data)
         gm = stage("gm", None, **{k: (gx_[k], gx_[k]) for k in pipe}, x=(x_, x_),
@@ -599,36 +621,50 @@ class PE(wiring.Component):
 
         # ======================================================================================
         # control: gate phase, sweep, shared write ports
-        sweep_ptr = Signal(range(max(p.acc_depth[pe], p.bd_depth[pe], p.touch_depth[pe]) + 1))
-        sweep_end = max(p.acc_depth[pe], p.bd_depth[pe], p.touch_depth[pe])
+        sweep_end = max(*p.acc_depth[pe], p.bd_depth[pe], *p.touch_depth[pe])
+        sweep_ptr = Signal(range(sweep_end + 1))
         with m.If(sweeping):
             m.d.comb += [bd_w.addr.eq(sweep_ptr), bd_w.data.eq(0), bd_w.en.eq(sweep_ptr < p.bd_depth[pe])]
-            for j in range(L):
-                m.d.comb += [
-                    acc_w[j].addr.eq(sweep_ptr), acc_w[j].data.eq(0), acc_w[j].en.eq(sweep_ptr < p.acc_depth[pe]),
-                    t_w[j].addr.eq(sweep_ptr), t_w[j].data.eq(0), t_w[j].en.eq(sweep_ptr < p.touch_depth[pe]),
-                ]
             m.d.sync += sweep_ptr.eq(sweep_ptr + 1)
             with m.If(sweep_ptr == sweep_end - 1):
-                m.d.sync += [sweeping.eq(0)] + [n.eq(0) for n in touch_n]
+                m.d.sync += [sweeping.eq(0)] + [n.eq(0) for ns in touch_n for n in ns]
         with m.Elif(gating):
             m.d.comb += [bd_w.addr.eq(g3_bd), bd_w.en.eq(gate_we), bd_w.data.r.eq(rule.r_next)]
-            for j in range(L):
-                m.d.comb += [
-                    acc_r[j].addr.eq(gr["acc"]), acc_r[j].en.eq(adv),
-                    t_w[j].addr.eq(g3_loc), t_w[j].data.eq(0), t_w[j].en.eq(adv & g3_valid & (g3["lane"] == j)),
-                ]
             with m.If(~g_more & ~g_busy):
-                m.d.sync += [gating.eq(0)] + [n.eq(0) for n in touch_n]
-        with m.Else():
+                m.d.sync += gating.eq(0)
+                for b in range(2):                    # the gate's bank only: the other one may be filling
+                    with m.If(gpar == b):
+                        m.d.sync += [n.eq(0) for n in touch_n[b]]
+        # the banks: the gate phase reads accumulators and clears touched bits of its layer's parity;
+        # the synaptic pipeline (which may run at the same time, on the next layer: the other parity)
+        # reads and writes the rest
+        for b in range(2):
+            g_on = gating & (gpar == b)
             for j in range(L):
-                m.d.comb += [
-                    acc_r[j].addr.eq(u1_aa), acc_r[j].en.eq(1),
-                    acc_w[j].addr.eq(u2_aa), acc_w[j].data.eq(acc_r[j].data + u2_prod[j]),
-                    acc_w[j].en.eq(u2_valid & u2_mask[j]),
-                    t_r[j].addr.eq(u1_ga), t_r[j].en.eq(1),
-                    t_w[j].addr.eq(u2_ga), t_w[j].data.eq(1), t_w[j].en.eq(new_touch[j]),
-                ]
+                m.d.comb += [t_r[b][j].addr.eq(u1_ga), t_r[b][j].en.eq(1)]
+                with m.If(sweeping):
+                    m.d.comb += [
+                        acc_w[b][j].addr.eq(sweep_ptr), acc_w[b][j].data.eq(0),
+                        acc_w[b][j].en.eq(sweep_ptr < p.acc_depth[pe][b]),
+                        t_w[b][j].addr.eq(sweep_ptr), t_w[b][j].data.eq(0),
+                        t_w[b][j].en.eq(sweep_ptr < p.touch_depth[pe][b]),
+                    ]
+                with m.Else():
+                    m.d.comb += [acc_w[b][j].addr.eq(u2_aa), acc_w[b][j].data.eq(acc_old[j] + u2_prod[j]),
+                                 acc_w[b][j].en.eq(u2_valid & u2_mask[j] & (u2_par == b))]
+                    with m.If(g_on):
+                        m.d.comb += [
+                            acc_r[b][j].addr.eq(gr["acc"]), acc_r[b][j].en.eq(adv),
+                            t_w[b][j].addr.eq(g3_loc), t_w[b][j].data.eq(0),
+                            t_w[b][j].en.eq(adv & g3_valid & (g3["lane"] == j)),
+                        ]
+                    with m.Else():
+                        m.d.comb += [
+                            acc_r[b][j].addr.eq(u1_aa), acc_r[b][j].en.eq(1),
+                            t_w[b][j].addr.eq(u2_ga), t_w[b][j].data.eq(1),
+                            t_w[b][j].en.eq(new_touch[j] & (u2_par == b)),
+                        ]
+        with m.If(~sweeping & ~gating):
             with m.If(self.sweep_start):
                 m.d.sync += [sweeping.eq(1), sweep_ptr.eq(0)]
             with m.Elif(self.gate_start):
@@ -642,14 +678,17 @@ class PE(wiring.Component):
                     for l in p.layers:
                         with m.Case(l.index):
                             m.d.comb += [own_n.eq(l.own[pe] if l.gate_size(pe) else 0), ro_n.eq(int(l.readout))]
-                any_touch = Cat(n != 0 for n in touch_n).any()
+                par_n = self.layer[0]
+                tn_n = [Mux(par_n, touch_n[1][j], touch_n[0][j]) for j in range(L)]
+                any_touch = Cat(n != 0 for n in tn_n).any()
                 first = Signal.like(glane)                  # the first lane with touched elements
                 for j in reversed(range(L)):
-                    with m.If(touch_n[j] != 0):
+                    with m.If(tn_n[j] != 0):
                         m.d.comb += first.eq(j)
                 m.d.sync += [g_more.eq(Mux(self.flush | ro_n, own_n != 0, any_touch)), glane.eq(first)]
         m.d.comb += [
             self.idle.eq(~sweeping & ~gating & syn_idle),
+            self.gate_idle.eq(~gating),
             self.busy.eq(sweeping | gating | ~syn_idle),
         ]
         return m

@@ -132,8 +132,10 @@ class EvhwTop(wiring.Component):
             m.d.comb += [pe.layer.eq(li), pe.flush.eq(flush), pe.memloss.eq(memloss)]
         all_idle = Signal()
         all_syn_idle = Signal()
+        all_gate_idle = Signal()
         m.d.comb += [all_idle.eq(Cat(pe.idle for pe in pes).all()),
-                     all_syn_idle.eq(Cat(pe.syn_idle for pe in pes).all())]
+                     all_syn_idle.eq(Cat(pe.syn_idle for pe in pes).all()),
+                     all_gate_idle.eq(Cat(pe.gate_idle for pe in pes).all())]
 
         # per-layer and per-term constants
         l_first, l_last = Signal.like(ti), Signal.like(ti)
@@ -280,7 +282,9 @@ class EvhwTop(wiring.Component):
                 with m.If(all_syn_idle):
                     for pe in pes:
                         m.d.comb += pe.gate_start.eq(1)
-                    m.d.sync += [rr.eq(0), sel.eq(0), och.eq(0), ecnt.eq(0)]
+                    # the next layer's first term replays during this gate phase
+                    m.d.sync += [rr.eq(0), sel.eq(0), och.eq(0), ecnt.eq(0),
+                                 ti.eq(Mux(li == p.n_layers - 1, ti, l_last + 1)), r_idx.eq(0), r_valid.eq(0)]
                     m.next = "GATE"
             with m.State("GATE"):
                 with m.If(l_readout):
@@ -325,12 +329,23 @@ class EvhwTop(wiring.Component):
                         for e in p.event_mems[1:]:
                             with m.Case(e.index):
                                 m.d.sync += c_eval[e.index].eq(c_eval[e.index] + eval_sum)
-                with m.If(all_idle):
+                # overlapped: the next layer's first term replays while this gate phase runs (the
+                # PEs keep the two layers in different memory banks); it chases this layer's event
+                # count when it reads this layer's events, and waits when it has caught up
+                with m.If(li != p.n_layers - 1):
+                    for pe in pes:
+                        m.d.comb += pe.syn.valid.eq(take)
+                    with m.If(slot):
+                        with m.If(r_idx < r_cnt):
+                            m.d.sync += [r_idx.eq(r_idx + 1), r_valid.eq(1)]
+                        with m.Else():
+                            m.d.sync += r_valid.eq(0)
+                with m.If(all_gate_idle):
                     with m.If(li == p.n_layers - 1):
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [li.eq(li + 1), ti.eq(l_last + 1), r_idx.eq(0), r_valid.eq(0)]
-                        m.next = "SYN"
+                        m.d.sync += li.eq(li + 1)
+                        m.next = "SYN"              # the next layer's first term goes on where it is
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
 
         # counters running during the frame
@@ -338,8 +353,11 @@ class EvhwTop(wiring.Component):
             m.d.sync += c_cycles.eq(c_cycles + 1)
             for i, pe in enumerate(pes):
                 m.d.sync += c_busy[i].eq(c_busy[i] + pe.busy)
-            with m.Switch(li):
-                for l in p.layers:
-                    with m.Case(l.index):
-                        m.d.sync += c_upd[l.index].eq(c_upd[l.index] + upd_sum)
+            # updates count to the layer of the term being replayed (not the layer of the sequencer's
+            # phase: a layer's first term replays during the previous layer's gate phase). A layer's
+            # updates all land before the next layer's replay starts (the drain waits for them).
+            with m.Switch(ti):
+                for t in p.terms:
+                    with m.Case(t.index):
+                        m.d.sync += c_upd[t.layer].eq(c_upd[t.layer] + upd_sum)
         return m

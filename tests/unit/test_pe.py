@@ -88,8 +88,9 @@ def test_synaptic_matches_golden(net, layer, P, pe_i, L):
             await stream_put(ctx, dut.syn, {"term": ti, "c": c, "y": y, "x": x, "delta": d})
         await ctx.tick().until(dut.syn_idle)
         await ctx.tick()
-        got["acc"] = [[ctx.get(b[i]) for i in range(plan.acc_depth[pe_i])] for b in dut.acc_banks]
-        got["t"] = [[ctx.get(b[i]) for i in range(plan.touch_depth[pe_i])] for b in dut.touched_banks]
+        par = lp.index % 2                          # the layer's memory bank
+        got["acc"] = [[ctx.get(b[i]) for i in range(plan.acc_depth[pe_i][par])] for b in dut.acc_banks[par]]
+        got["t"] = [[ctx.get(b[i]) for i in range(plan.touch_depth[pe_i][par])] for b in dut.touched_banks[par]]
 
     _run(dut, [producer])
     a3 = acc.reshape(lp.acc_shape)
@@ -210,7 +211,8 @@ def test_gate_matches_golden(net, layer, P, pe_i, mode, L):
             # the handshake happened at this edge if valid & ready were high before it
         ctx.set(dut.evt.ready, 0)
         got["bd"] = [ctx.get(dut.bd_data[i]) for i in range(plan.bd_depth[pe_i])]
-        got["t"] = [ctx.get(b[i]) for b in dut.touched_banks for i in range(plan.touch_depth[pe_i])]
+        got["t"] = [ctx.get(b[i]) for par in range(2) for b in dut.touched_banks[par]
+                    for i in range(plan.touch_depth[pe_i][par])]
 
     async def monitor(ctx):
         async for clk_edge, rst, valid, ready, payload in ctx.tick().sample(dut.evt.valid, dut.evt.ready,
