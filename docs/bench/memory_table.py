@@ -1,11 +1,14 @@
-"""On-chip memory of every bundled model at P PEs: the state per neuron before (hardware v1: b and d
-per gate element, b and d per input pixel) and now (one word r = b - d: docs/architecture.md §4), and
-whether the total fits the block RAM of the ECP5-85F and of the iCE40 UP5K.
+"""On-chip memory of every bundled model at P PEs: the gate state as the paper's neuron needs it (b and
+d per gate element and per input pixel, as hardware v1 stored them) and as the hardware stores it now
+(one word r = b - d: docs/architecture.md §4), the other memories, and whether the total fits the
+block RAM of the ECP5-85F and of the iCE40 UP5K (bits only: a necessary condition; how the memories
+pack into block RAMs decides after place-and-route).
 
     python docs/bench/memory_table.py [P]        (default P = 4; prints a Markdown table)
 
 Every number comes from ``rtl_gen.plan.HwPlan`` (depths and widths) for the model converted with
-its defaults; "v1" recomputes only the gate-state words as v1 stored them (value + delta bits).
+its defaults; "b + d" recomputes only the gate-state words as v1 stored them (value + delta bits),
+everything else as generated now.
 """
 import sys
 
@@ -40,8 +43,8 @@ def row(name, pes):
 def main():
     pes = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     mbit = lambda b: f"{b / 1e6:.3f}"
-    print(f"| model (P = {pes}) | bits per neuron: a; b + d → r | accumulators | gate state v1 → now | touched | event buffers | weights "
-          f"| total v1 → now (Mbit) | fits ECP5-85F ({mbit(CAPACITY['ecp5-85f'])}) | fits UP5K "
+    print(f"| model (P = {pes}) | bits per neuron: a; b + d → r | accumulators | gate state b + d → r | touched "
+          f"| event buffers | weights | total b + d → r (Mbit) | fits ECP5-85F ({mbit(CAPACITY['ecp5-85f'])}) | fits UP5K "
           f"({mbit(CAPACITY['ice40-up5k'])}) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in zoo.names():
