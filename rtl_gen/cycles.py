@@ -39,8 +39,9 @@ __all__ = ["FrameWork", "CycleModel", "PHASE_TURN"]
 #: Cycles the sequencer spends on a phase besides its work: a term's first read and its end, the
 #: drain check, the gate-start pulse and the all-idle check.
 PHASE_TURN = 2
-#: Cycles from a pixel's transfer to its event's replay read (input register, gate rule, write).
-INPUT_LAG = 2
+#: Cycles from a pixel's transfer to its event's replay read (input register, state register, gate
+#: rule and write).
+INPUT_LAG = 3
 
 
 @dataclass(frozen=True)

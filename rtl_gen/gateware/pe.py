@@ -18,8 +18,8 @@ __all__ = ["PE", "SYN_DEPTH", "GATE_DEPTH"]
 
 #: Cycles from accepting the last event to the last accumulator write (E1, E2, EP, E3, expander, reads, RMW).
 SYN_DEPTH = 7
-#: Registered stages of the gate pipeline (G0 G1 GA GR GX GM GS GF GC G3 G4), from start to output.
-GATE_DEPTH = 11
+#: Registered stages of the gate pipeline (G0 G1 GA GP GR GX GM GS GQ GF GC G3 G4), from start to output.
+GATE_DEPTH = 13
 
 
 def _sh(n):
@@ -507,29 +507,40 @@ class PE(wiring.Component):
             m.d.comb += [g1_e.c.eq((tl_d.c << lsh) | g1_lane), g1_e.y.eq(tl_d.y), g1_e.x.eq(tl_d.x)]
         ga = stage("ga", None, valid=(g1_valid, g1_valid), first=(g1_first, g1_first), last=(g1_last, g1_last),
                    e=(g1_e, g1_e), ty=(g1_ty, g1_ty), tx=(g1_tx, g1_tx))
-        # GA: addresses (per-layer constant multiplies), registered
-        n_acc, n_pa, n_ta = Signal(aa_w), Signal.like(p_r.addr), Signal.like(th_r.addr)
-        n_bd, n_loc = Signal.like(bd_r.addr), Signal(ga_w)
+        # GA: the address products (per-layer constant multiplies), registered
         e_ = ga["e"]
         n_lane, kg = Signal.like(glane), Signal.like(e_.c)         # the element's lane and channel group
         m.d.comb += [n_lane.eq(e_.c & (L - 1)), kg.eq(e_.c >> lsh)]
+        pr_ac, pr_ay, pr_ax = Signal(aa_w), Signal(aa_w), Signal(aa_w)
+        pr_gc, pr_gy, pr_bc = Signal(ga_w), Signal(ga_w), Signal.like(bd_r.addr)
         with m.Switch(layer):
             for l in p.layers:
                 with m.Case(l.index):
                     _, ah, aw = l.acc_shape
                     _, gh, gw = l.gate_shape
-                    m.d.comb += [
-                        n_acc.eq(l.abase[pe] + kg * (ah * aw) + (e_.y * l.pool[0] + ga["ty"]) * aw
-                                 + e_.x * l.pool[1] + ga["tx"]),
-                        n_pa.eq(l.pbase[pe] + e_.c),
-                        n_loc.eq(kg * (gh * gw) + e_.y * gw + e_.x),
-                    ]
+                    m.d.comb += [pr_ac.eq(kg * (ah * aw)), pr_ay.eq((e_.y * l.pool[0] + ga["ty"]) * aw),
+                                 pr_ax.eq(e_.x * l.pool[1] + ga["tx"]), pr_gc.eq(kg * (gh * gw)),
+                                 pr_gy.eq(e_.y * gw), pr_bc.eq(e_.c * (gh * gw))]
+        gp = stage("gp", None, valid=(ga["valid"], ga["valid"]), first=(ga["first"], ga["first"]),
+                   last=(ga["last"], ga["last"]), e=(e_, e_), lane=(n_lane, n_lane),
+                   ac=(pr_ac, pr_ac), ay=(pr_ay, pr_ay), ax=(pr_ax, pr_ax), gc=(pr_gc, pr_gc), gy=(pr_gy, pr_gy),
+                   bc=(pr_bc, pr_bc))
+        # GP: the addresses (sums of GA's products and the layer's bases), registered
+        n_acc, n_pa, n_ta = Signal(aa_w), Signal.like(p_r.addr), Signal.like(th_r.addr)
+        n_bd, n_loc = Signal.like(bd_r.addr), Signal(ga_w)
+        ep_ = gp["e"]
+        m.d.comb += n_loc.eq(gp["gc"] + gp["gy"] + ep_.x)
+        with m.Switch(layer):
+            for l in p.layers:
+                with m.Case(l.index):
+                    m.d.comb += [n_acc.eq(l.abase[pe] + gp["ac"] + gp["ay"] + gp["ax"]),
+                                 n_pa.eq(l.pbase[pe] + ep_.c)]
                     if l.gated:
-                        m.d.comb += [n_ta.eq(l.tbase[pe] + e_.c),
-                                     n_bd.eq(l.gbase[pe] + e_.c * (gh * gw) + e_.y * gw + e_.x)]
-        gr = stage("gr", None, valid=(ga["valid"], ga["valid"]), first=(ga["first"], ga["first"]),
-                   last=(ga["last"], ga["last"]), e=(e_, e_), acc=(n_acc, n_acc), pa=(n_pa, n_pa), ta=(n_ta, n_ta),
-                   bd=(n_bd, n_bd), loc=(n_loc, n_loc), lane=(n_lane, n_lane))
+                        m.d.comb += [n_ta.eq(l.tbase[pe] + ep_.c),
+                                     n_bd.eq(l.gbase[pe] + gp["bc"] + gp["gy"] + ep_.x)]
+        gr = stage("gr", None, valid=(gp["valid"], gp["valid"]), first=(gp["first"], gp["first"]),
+                   last=(gp["last"], gp["last"]), e=(ep_, ep_), acc=(n_acc, n_acc), pa=(n_pa, n_pa), ta=(n_ta, n_ta),
+                   bd=(n_bd, n_bd), loc=(n_loc, n_loc), lane=(gp["lane"], gp["lane"]))
         # GR: memory reads
         m.d.comb += [p_r.addr.eq(gr["pa"]), p_r.en.eq(adv), th_r.addr.eq(gr["ta"]), th_r.en.eq(adv)]
         pipe = ("valid", "first", "last", "e", "bd", "loc", "lane")
@@ -551,10 +562,13 @@ class PE(wiring.Component):
         m.d.comb += [prod.eq(gm["x"] * gm["mult"]), rnd.eq((Const(1, xw + MULT_WIDTH + 1) << gm["shift"]) >> 1)]
         gs = stage("gs", None, **{k: (gm[k], gm[k]) for k in pipe + ("x", "shift", "h", "hn")},
                    prod=(prod, prod), rnd=(rnd, rnd))
-        # GS: rounding shift
+        # GS: rounding add; GQ: shift (one adder or one shifter per stage)
+        rs = Signal(signed(xw + MULT_WIDTH + 1))
+        m.d.comb += rs.eq(gs["prod"] + gs["rnd"])
+        gq = stage("gq", None, **{k: (gs[k], gs[k]) for k in pipe + ("x", "shift", "h", "hn")}, rs=(rs, rs))
         rq = Signal(signed(xw + MULT_WIDTH + 1))
-        m.d.comb += rq.eq((gs["prod"] + gs["rnd"]) >> gs["shift"])
-        gf = stage("gf", None, **{k: (gs[k], gs[k]) for k in pipe + ("x", "h", "hn")}, rq=(rq, rq))
+        m.d.comb += rq.eq(gq["rs"] >> gq["shift"])
+        gf = stage("gf", None, **{k: (gq[k], gq[k]) for k in pipe + ("x", "h", "hn")}, rq=(rq, rq))
         # GF: activation (per layer)
         act = Signal(signed(xw + MULT_WIDTH + 1))
         r_ = gf["rq"]
@@ -616,7 +630,7 @@ class PE(wiring.Component):
                 out.c.eq(g3_e.c * P + pe), out.y.eq(g3_e.y), out.x.eq(g3_e.x),
                 out.delta.eq(Mux(readout, g3_v, dn)),
             ]
-        g_busy = g1_valid | ga["valid"] | gr["valid"] | gx_["valid"] | gm["valid"] | gs["valid"] | gf["valid"] \
+        g_busy = g1_valid | ga["valid"] | gp["valid"] | gr["valid"] | gx_["valid"] | gm["valid"] | gs["valid"] | gq["valid"] | gf["valid"] \
             | gcl["valid"] | g3_valid | out_valid
 
         # ======================================================================================

@@ -164,6 +164,9 @@ class EvhwTop(wiring.Component):
         pc, py, px = Signal(range(cin + 1)), Signal(range(H + 1)), Signal(range(W + 1))
         s1_valid, s1_x = Signal(), Signal(9)
         s1_c, s1_y, s1_xx, s1_idx = Signal.like(pc), Signal.like(py), Signal.like(px), Signal.like(pix_n)
+        s2_valid, s2_x, s2_r = Signal(), Signal(9), Signal(unsigned(p.input_r_w))
+        s2_c, s2_y, s2_xx, s2_idx = Signal.like(pc), Signal.like(py), Signal.like(px), Signal.like(pix_n)
+        s2_h = Signal.like(in_th[0])
 
         # ---- replay engine (overlapping the input phase when the first term replays the input)
         overlap_input = p.terms[p.layers[0].terms[0]].src_mem == p.event_mems[0].index
@@ -232,21 +235,24 @@ class EvhwTop(wiring.Component):
                             m.d.sync += py.eq(py + 1)
                         with m.Else():
                             m.d.sync += [py.eq(0), pc.eq(pc + 1)]
-                # stage 1: the gate rule (gate.GateRule, shared with the PEs) on the pixel's state
+                # stage 1: the pixel's state word and threshold arrive and are registered (the rule
+                # starts from flip-flops, not from the block RAM's output; consecutive pixels are
+                # distinct elements, so stage 2's write never feeds stage 1's read)
+                m.d.sync += [s2_valid.eq(s1_valid), s2_x.eq(s1_x), s2_r.eq(is_r.data.r), s2_h.eq(in_th[s1_c]),
+                             s2_c.eq(s1_c), s2_y.eq(s1_y), s2_xx.eq(s1_xx), s2_idx.eq(s1_idx)]
+                # stage 2: the gate rule (gate.GateRule, shared with the PEs)
                 in_w = ev_w[p.event_mems[0].buf]
-                h = Signal.like(in_th[0])
                 dn, fire = rule.dn, rule.fire
                 m.d.comb += [
-                    h.eq(in_th[s1_c]),
-                    rule.v.eq(s1_x), rule.r.eq(is_r.data.r), rule.h.eq(h),
-                    rule.hn.eq(-h), rule.flush.eq(flush), rule.memloss.eq(memloss),
-                    is_w.addr.eq(s1_idx), is_w.en.eq(s1_valid),
+                    rule.v.eq(s2_x), rule.r.eq(s2_r), rule.h.eq(s2_h),
+                    rule.hn.eq(-s2_h), rule.flush.eq(flush), rule.memloss.eq(memloss),
+                    is_w.addr.eq(s2_idx), is_w.en.eq(s2_valid),
                     is_w.data.r.eq(rule.r_next),
-                    in_w.addr.eq(ev_n[0]), in_w.en.eq(s1_valid & fire),
-                    in_w.data.c.eq(s1_c), in_w.data.y.eq(s1_y), in_w.data.x.eq(s1_xx),
+                    in_w.addr.eq(ev_n[0]), in_w.en.eq(s2_valid & fire),
+                    in_w.data.c.eq(s2_c), in_w.data.y.eq(s2_y), in_w.data.x.eq(s2_xx),
                     in_w.data.delta.eq(dn),
                 ]
-                with m.If(s1_valid):
+                with m.If(s2_valid):
                     m.d.sync += c_eval[0].eq(c_eval[0] + 1)
                     with m.If(fire):
                         m.d.sync += [ev_n[0].eq(ev_n[0] + 1), c_events[0].eq(c_events[0] + 1)]
@@ -260,7 +266,7 @@ class EvhwTop(wiring.Component):
                             m.d.sync += [r_idx.eq(r_idx + 1), r_valid.eq(1)]
                         with m.Else():
                             m.d.sync += r_valid.eq(0)
-                with m.If((pix_n == N) & ~s1_valid):
+                with m.If((pix_n == N) & ~s1_valid & ~s2_valid):
                     m.next = "SYN"              # the term goes on (or starts) where the input left it
             with m.State("SYN"):
                 m.d.sync += c_syn.eq(c_syn + 1)
