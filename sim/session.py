@@ -102,8 +102,8 @@ def summarize(res, manifest, *, policy, n_frames, model=None):
     rows = res["frames"]
     cycles = [int(r["stats"]["cycles"]) for r in rows]          # the RTL's own cycle counter
     # the input transfer (one pixel per cycle) or one update per PE per cycle, whichever is longer
-    lanes = getattr(manifest, "lanes", 1)
-    ideal = [max(manifest.input.pixels, sum(r["expected"]["updates"].values()) / (pes * lanes)) for r in rows]
+    ideal = [max(manifest.input.pixels, sum(r["expected"]["updates"].values()) / (pes * manifest.lanes))
+             for r in rows]
     predicted = [model.predict(frame_work(r)) for r in rows] if model is not None else None
     pe_frac = sum(sum(r["stats"]["pe_busy"]) for r in rows) / (pes * sum(cycles)) if sum(cycles) else None
     per_frame = []

@@ -201,6 +201,22 @@ class EvhwTop(wiring.Component):
         upd_sum = sum(pe.upd for pe in pes)
         eval_sum = sum(pe.evald for pe in pes)
 
+        def replay(term_done=None):
+            """The replay engine's step: broadcast the held event (an event is transferred only when
+            every PE takes it, so each PE sees valid only then; PE ready never depends on valid: no
+            combinational loop) and fetch the current term's next event. When every event written
+            so far was fetched, ``term_done()`` ends the term; without it (the term's source still
+            fills: input or gate phase running) the engine waits, chasing the write count."""
+            for pe in pes:
+                m.d.comb += pe.syn.valid.eq(take)
+            with m.If(slot):
+                with m.If(r_idx < r_cnt):
+                    m.d.sync += [r_idx.eq(r_idx + 1), r_valid.eq(1)]
+                with m.Else():
+                    m.d.sync += r_valid.eq(0)
+                    if term_done is not None:
+                        term_done()
+
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -259,30 +275,19 @@ class EvhwTop(wiring.Component):
                 if overlap_input:
                     # the first layer's first term replays the input events while they arrive: the
                     # replay chases the input gate's write pointer (ev_n[0]) and waits when caught up
-                    for pe in pes:
-                        m.d.comb += pe.syn.valid.eq(take)
-                    with m.If(slot):
-                        with m.If(r_idx < r_cnt):
-                            m.d.sync += [r_idx.eq(r_idx + 1), r_valid.eq(1)]
-                        with m.Else():
-                            m.d.sync += r_valid.eq(0)
+                    replay()
                 with m.If((pix_n == N) & ~s1_valid & ~s2_valid):
                     m.next = "SYN"              # the term goes on (or starts) where the input left it
             with m.State("SYN"):
                 m.d.sync += c_syn.eq(c_syn + 1)
-                # broadcast: an event is transferred only when every PE takes it, so each PE sees
-                # valid only then (PE ready never depends on valid: no combinational loop)
-                for pe in pes:
-                    m.d.comb += pe.syn.valid.eq(take)
-                with m.If(slot):
-                    with m.If(r_idx < r_cnt):
-                        m.d.sync += [r_idx.eq(r_idx + 1), r_valid.eq(1)]
+
+                def next_term():
+                    m.d.sync += r_idx.eq(0)
+                    with m.If(ti == l_last):
+                        m.next = "DRAIN"
                     with m.Else():
-                        m.d.sync += [r_valid.eq(0), r_idx.eq(0)]
-                        with m.If(ti == l_last):
-                            m.next = "DRAIN"
-                        with m.Else():
-                            m.d.sync += ti.eq(ti + 1)
+                        m.d.sync += ti.eq(ti + 1)
+                replay(next_term)
             with m.State("DRAIN"):
                 m.d.sync += c_syn.eq(c_syn + 1)
                 with m.If(all_syn_idle):
@@ -339,13 +344,7 @@ class EvhwTop(wiring.Component):
                 # PEs keep the two layers in different memory banks); it chases this layer's event
                 # count when it reads this layer's events, and waits when it has caught up
                 with m.If(li != p.n_layers - 1):
-                    for pe in pes:
-                        m.d.comb += pe.syn.valid.eq(take)
-                    with m.If(slot):
-                        with m.If(r_idx < r_cnt):
-                            m.d.sync += [r_idx.eq(r_idx + 1), r_valid.eq(1)]
-                        with m.Else():
-                            m.d.sync += r_valid.eq(0)
+                    replay()
                 with m.If(all_gate_idle):
                     with m.If(li == p.n_layers - 1):
                         m.next = "IDLE"
